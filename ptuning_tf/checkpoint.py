@@ -1,0 +1,171 @@
+"""Reading and writing Google/bert4keras-format checkpoints (config.json, ckpt, vocab).
+
+bert4keras 0.11.5 can read such checkpoints but its writer needs TF1 graph mode and
+only saves trainable weights, so this module writes them itself with the `SaveV2` op:
+every weight of every mapped layer, under the variable names of Google's BERT.
+"""
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+
+class CheckpointError(ValueError):
+    """A model directory, config, checkpoint or vocab that cannot be used."""
+
+
+def _atomic_dir_write(final_dir: str, write_into) -> None:
+    """Write a directory next to its destination, then rename it into place."""
+    parent = os.path.dirname(os.path.abspath(final_dir)) or '.'
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.tmp-', dir=parent)
+    os.chmod(tmp, 0o755)
+    try:
+        write_into(tmp)
+        if os.path.exists(final_dir):
+            old = final_dir.rstrip('/') + '.old-' + os.path.basename(tmp)
+            os.rename(final_dir, old)
+            os.rename(tmp, final_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write a text file so that a crash leaves either the old or the new file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=directory)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_variables(prefix: str, variables: Dict[str, np.ndarray]) -> None:
+    """Write named arrays as a TF (V2 bundle) checkpoint readable by tf.train.load_checkpoint."""
+    names = sorted(variables)
+    tensors = [tf.convert_to_tensor(np.asarray(variables[n])) for n in names]
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names,
+                      shape_and_slices=[''] * len(names), tensors=tensors)
+    base = os.path.basename(prefix)
+    with open(os.path.join(os.path.dirname(prefix), 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n' % (base, base))
+
+
+def load_variables(prefix: str) -> Dict[str, np.ndarray]:
+    """All variables of a checkpoint, by name."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
+
+
+def transformer_variables(transformer, dtype: Optional[str] = None) -> Dict[str, np.ndarray]:
+    """Map a bert4keras Transformer's weights to checkpoint names (frozen ones included)."""
+    out = {}
+    for layer_name, names in transformer.variable_mapping().items():
+        layer = transformer.layers.get(transformer.prefixed(layer_name))
+        if layer is None:
+            continue
+        # layer.weights keeps the build order whether or not the layer is trainable.
+        for weight, name in zip(layer.weights, names):
+            value = np.asarray(weight.numpy())
+            if name == 'cls/seq_relationship/output_weights':
+                value = value.T
+            out[name] = value.astype(dtype) if dtype else value
+    return out
+
+
+def save_model_dir(transformer, out_dir: str, config: dict, vocab_path: str,
+                   dtype: Optional[str] = None, extra_files: Optional[Dict[str, str]] = None) -> None:
+    """Write config.json, bert_model.ckpt.* and vocab.txt as one atomic directory.
+
+    `dtype='float16'` halves the files; bert4keras casts back to float32 on load.
+    """
+    variables = transformer_variables(transformer, dtype)
+
+    def write(tmp):
+        save_variables(os.path.join(tmp, 'bert_model.ckpt'), variables)
+        with open(os.path.join(tmp, 'config.json'), 'w', encoding='utf-8') as f:
+            json.dump(config, f, indent=2, ensure_ascii=False)
+        shutil.copyfile(vocab_path, os.path.join(tmp, 'vocab.txt'))
+        for name, text in (extra_files or {}).items():
+            with open(os.path.join(tmp, name), 'w', encoding='utf-8') as f:
+                f.write(text)
+
+    _atomic_dir_write(out_dir, write)
+
+
+def resolve_model_dir(model_dir: str):
+    """(config_path, checkpoint_prefix, vocab_path) of a model directory, checked."""
+    if not os.path.isdir(model_dir):
+        raise CheckpointError('model directory not found: %s' % model_dir)
+    config = os.path.join(model_dir, 'bert_config.json')
+    if not os.path.exists(config):
+        config = os.path.join(model_dir, 'config.json')
+    vocab = os.path.join(model_dir, 'vocab.txt')
+    prefix = None
+    for name in sorted(os.listdir(model_dir)):
+        if name.endswith('.index'):
+            prefix = os.path.join(model_dir, name[:-len('.index')])
+            break
+    for what, path in (('config', config), ('vocab', vocab)):
+        if not os.path.exists(path):
+            raise CheckpointError('%s missing in %s (expected %s)'
+                                  % (what, model_dir, os.path.basename(path)))
+    if prefix is None:
+        raise CheckpointError('no checkpoint (*.index) in %s' % model_dir)
+    return config, prefix, vocab
+
+
+def read_config(config_path: str) -> dict:
+    """Load a BERT config.json with a clear error for missing or malformed files."""
+    try:
+        with open(config_path, encoding='utf-8') as f:
+            config = json.load(f)
+    except OSError as e:
+        raise CheckpointError('cannot read config %s: %s' % (config_path, e.strerror)) from e
+    except json.JSONDecodeError as e:
+        raise CheckpointError('config %s is not valid JSON: %s' % (config_path, e)) from e
+    for key in ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads'):
+        if key not in config:
+            raise CheckpointError('config %s lacks "%s"' % (config_path, key))
+    return config
+
+
+def check_checkpoint(checkpoint_path: str, config: dict) -> None:
+    """Fail early, with names and shapes, when a checkpoint does not fit its config."""
+    try:
+        shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError) as e:
+        raise CheckpointError('cannot read checkpoint %s: %s'
+                              % (checkpoint_path, str(e).splitlines()[0])) from e
+    name = 'bert/embeddings/word_embeddings'
+    if name not in shapes:
+        raise CheckpointError('checkpoint %s has no %s: not a BERT-format checkpoint'
+                              % (checkpoint_path, name))
+    expected = [config['vocab_size'], config.get('embedding_size', config['hidden_size'])]
+    if list(shapes[name]) != expected:
+        raise CheckpointError('checkpoint %s does not match its config: %s is %s, config says %s'
+                              % (checkpoint_path, name, list(shapes[name]), expected))
+    last = 'bert/encoder/layer_%d/output/dense/kernel' % (config['num_hidden_layers'] - 1)
+    if last not in shapes:
+        raise CheckpointError('checkpoint %s does not match its config: no %s (num_hidden_layers=%d)'
+                              % (checkpoint_path, last, config['num_hidden_layers']))
+
+
+def fingerprint(checkpoint_path: str) -> str:
+    """A short hash of a checkpoint's token embeddings, to tie saved prompts to their base."""
+    value = tf.train.load_variable(checkpoint_path, 'bert/embeddings/word_embeddings')
+    return hashlib.sha1(np.ascontiguousarray(value, dtype=np.float32).tobytes()).hexdigest()[:16]

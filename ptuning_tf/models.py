@@ -1,0 +1,124 @@
+"""Builders: a bert4keras BERT (MLM head) or GPT (causal LM) ready for P-tuning.
+
+Both load bert4keras/Google-format checkpoints (chinese_L-12_H-768_A-12,
+chinese_roberta_wwm_ext, NEZHA-GPT's BERT layout, or the shipped mini models).
+The token embedding is a `PtuningEmbedding`; in `ptuning` mode every other layer
+is frozen, in `finetune` mode the same model trains all of its weights (the baseline).
+"""
+import os
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Tuple
+
+from bert4keras.models import build_transformer_model
+from tf_keras.initializers import TruncatedNormal
+
+from .checkpoint import CheckpointError, check_checkpoint, read_config, resolve_model_dir
+from .layers import DEFAULT_PROMPT_IDS, PtuningEmbedding
+
+MODES = ('ptuning', 'finetune')
+KINDS = ('bert', 'gpt')
+
+
+@dataclass
+class BackboneSpec:
+    """Where a pretrained model lives: a directory, or its three files spelled out."""
+    config_path: str
+    checkpoint_path: Optional[str]
+    vocab_path: str
+
+    @classmethod
+    def from_dir(cls, model_dir: str) -> 'BackboneSpec':
+        return cls(*resolve_model_dir(model_dir))
+
+    @classmethod
+    def resolve(cls, model_dir: Optional[str] = None, config_path: Optional[str] = None,
+                checkpoint_path: Optional[str] = None, vocab_path: Optional[str] = None,
+                kind: str = 'bert') -> 'BackboneSpec':
+        """Explicit files win over a directory; with neither, the shipped mini model."""
+        if config_path or checkpoint_path or vocab_path:
+            missing = [n for n, v in (('config', config_path), ('checkpoint', checkpoint_path),
+                                      ('vocab', vocab_path)) if not v]
+            if missing:
+                raise CheckpointError('give config, checkpoint and vocab together (missing: %s)'
+                                      % ', '.join(missing))
+            for what, path in (('config', config_path), ('vocab', vocab_path)):
+                if not os.path.isfile(path):
+                    raise CheckpointError('%s file not found: %s' % (what, path))
+            return cls(config_path, checkpoint_path, vocab_path)
+        return cls.from_dir(model_dir or default_model_dir(kind))
+
+
+@dataclass
+class PtuningConfig:
+    """What to build: the backbone kind, training mode and the learnable token ids."""
+    kind: str = 'bert'
+    mode: str = 'ptuning'
+    trainable_ids: Sequence[int] = field(default_factory=lambda: list(DEFAULT_PROMPT_IDS))
+    dropout: Optional[float] = None  # None keeps the checkpoint's value
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError('kind must be one of %s, got %r' % (KINDS, self.kind))
+        if self.mode not in MODES:
+            raise ValueError('mode must be one of %s, got %r' % (MODES, self.mode))
+
+
+def default_model_dir(kind: str) -> str:
+    """The shipped mini model of this kind (data/models/mini_<kind>)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(here, 'data', 'models', 'mini_' + kind),
+                  os.path.join(os.path.dirname(here), 'data', 'models', 'mini_' + kind)]
+    for path in candidates:
+        if os.path.isdir(path):
+            return path
+    raise CheckpointError('no shipped mini %s model found (looked in %s); pass a model '
+                          'directory or config/checkpoint/vocab paths' % (kind, candidates[-1]))
+
+
+def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 'bert',
+                      with_mlm='linear', trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
+                      dropout: Optional[float] = None):
+    """A bert4keras Transformer (not yet frozen) with a `PtuningEmbedding` for tokens.
+
+    `with_mlm='linear'` gives logits; the losses apply the softmax themselves.
+    """
+    if kind not in KINDS:
+        raise ValueError('kind must be one of %s, got %r' % (KINDS, kind))
+    if checkpoint_path is not None:
+        check_checkpoint(checkpoint_path, config)
+    embedding = PtuningEmbedding(
+        input_dim=config['vocab_size'],
+        output_dim=config.get('embedding_size') or config['hidden_size'],
+        embeddings_initializer=TruncatedNormal(stddev=0.02),
+        mask_zero=True, name='Embedding-Token', trainable_ids=trainable_ids)
+    kwargs = dict(config)
+    if dropout is not None:
+        kwargs['hidden_dropout_prob'] = kwargs['attention_probs_dropout_prob'] = dropout
+    if kind == 'gpt':
+        kwargs['segment_vocab_size'] = 0  # NEZHA-GPT style: no segment input
+    return build_transformer_model(
+        None, checkpoint_path, model='bert', application='lm' if kind == 'gpt' else 'encoder',
+        with_mlm=with_mlm, return_keras_model=False,
+        layers={'Embedding-Token': embedding}, **kwargs)
+
+
+def freeze_all_but_prompts(transformer) -> None:
+    """Freeze every layer; the token embedding stays trainable but masked to its prompt rows."""
+    for layer in transformer.model.layers:
+        layer.trainable = isinstance(layer, PtuningEmbedding)
+
+
+def build_model(spec: BackboneSpec, config: Optional[PtuningConfig] = None) -> Tuple[object, dict]:
+    """Build the model described by `config` on the backbone `spec`.
+
+    Returns (bert4keras transformer, model config dict); `transformer.model` is the
+    Keras model: inputs token ids (and segment ids for BERT), output vocabulary logits.
+    """
+    config = config or PtuningConfig()
+    model_config = read_config(spec.config_path)
+    ids = list(config.trainable_ids) if config.mode == 'ptuning' else None
+    transformer = build_transformer(model_config, spec.checkpoint_path, config.kind,
+                                    trainable_ids=ids, dropout=config.dropout)
+    if config.mode == 'ptuning':
+        freeze_all_but_prompts(transformer)
+    return transformer, model_config

@@ -1,0 +1,352 @@
+"""Pretraining small Chinese BERT (MLM) and GPT (causal LM) models on 2 CPU cores.
+
+The output is a bert4keras/Google-format directory (config.json, bert_model.ckpt,
+vocab.txt), so the shipped mini models load through the same builders as real ones.
+Runs are budgeted in steps or seconds, checkpoint periodically and resume.
+"""
+import collections
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from bert4keras.tokenizers import Tokenizer
+
+from .checkpoint import atomic_write_text, save_model_dir
+from .models import build_transformer
+from .progress import progress_bar
+
+SPECIAL_TOKENS = ['[PAD]'] + ['[unused%d]' % i for i in range(1, 100)] + \
+    ['[UNK]', '[CLS]', '[SEP]', '[MASK]']
+
+
+class _BasicTokenizer(Tokenizer):
+    """bert4keras' pre-tokenisation without word pieces: what a vocabulary must cover."""
+
+    def __init__(self):
+        super().__init__({'[UNK]': 0}, do_lower_case=True)
+
+    def _word_piece_tokenize(self, word):
+        return [word]
+
+
+def build_vocab(texts: Iterable[str], min_count: int = 5, max_size: int = 8000,
+                max_words: int = 300) -> List[str]:
+    """A BERT-layout vocabulary from a corpus: specials, [unused1..99], then pieces.
+
+    Characters (CJK, punctuation, digits, letters) are kept by frequency; frequent
+    Latin/digit words are kept whole and every character also as a `##` piece, so
+    bert4keras' word-piece tokenizer can spell any word without `[UNK]`.
+    """
+    basic = _BasicTokenizer()
+    chars, words = collections.Counter(), collections.Counter()
+    for text in texts:
+        for token in basic._tokenize(text):
+            if len(token) == 1:
+                chars[token] += 1
+            else:
+                words[token] += 1
+                chars.update(token[0])
+                chars.update('##' + c for c in token[1:])
+    vocab = list(SPECIAL_TOKENS)
+    budget = max_size - len(vocab)
+    whole = [w for w, c in words.most_common(max_words) if c >= min_count]
+    pieces = [t for t, c in chars.most_common() if c >= min_count]
+    # a '##x' piece needs its character too, or decoding breaks; keep pairs consistent
+    vocab += pieces[:budget - min(len(whole), budget // 20)]
+    vocab += whole[:max_size - len(vocab)]
+    return vocab
+
+
+def write_vocab(vocab: List[str], path: str) -> None:
+    atomic_write_text(path, ''.join(t + '\n' for t in vocab))
+
+
+@dataclass
+class PretrainConfig:
+    """Size, schedule and budget of one pretraining run."""
+    kind: str = 'bert'
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    seq_len: int = 128
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    warmup_steps: int = 1000
+    total_steps: int = 40000
+    weight_decay: float = 0.01
+    mask_rate: float = 0.15
+    dropout: float = 0.0
+    seed: int = 0
+    heldout_fraction: float = 0.005
+
+    def model_config(self, vocab_size: int) -> dict:
+        """config.json in Google's BERT layout."""
+        return {
+            'vocab_size': vocab_size, 'hidden_size': self.hidden_size,
+            'num_hidden_layers': self.num_hidden_layers,
+            'num_attention_heads': self.num_attention_heads,
+            'intermediate_size': self.intermediate_size, 'hidden_act': 'gelu',
+            'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1,
+            'max_position_embeddings': max(512, self.seq_len), 'type_vocab_size': 2,
+            'initializer_range': 0.02,
+        }
+
+
+def pack_sequences(token_ids: List[List[int]], seq_len: int, cls_id: int, sep_id: int) -> np.ndarray:
+    """Concatenate texts (each ending in [SEP]) and cut into `[CLS] ...` rows of seq_len."""
+    stream = []
+    for ids in token_ids:
+        stream.extend(ids)
+        stream.append(sep_id)
+    width = seq_len - 1
+    rows = len(stream) // width
+    body = np.asarray(stream[:rows * width], dtype='int32').reshape(rows, width)
+    return np.concatenate([np.full((rows, 1), cls_id, dtype='int32'), body], axis=1)
+
+
+def mask_tokens(batch: np.ndarray, rng: np.random.RandomState, vocab_size: int,
+                mask_id: int, rate: float = 0.15, first_normal_id: int = 104):
+    """BERT masking: pick `rate` of the real tokens; 80% [MASK], 10% random, 10% kept.
+
+    Returns (inputs, positions [n, 2], targets [n]); [CLS]/[SEP]/[PAD] are never picked.
+    """
+    candidates = batch >= first_normal_id
+    chosen = candidates & (rng.rand(*batch.shape) < rate)
+    inputs = batch.copy()
+    roll = rng.rand(*batch.shape)
+    inputs[chosen & (roll < 0.8)] = mask_id
+    random_pos = chosen & (roll >= 0.8) & (roll < 0.9)
+    inputs[random_pos] = rng.randint(first_normal_id, vocab_size, size=int(random_pos.sum()))
+    positions = np.argwhere(chosen).astype('int32')
+    return inputs, positions, batch[chosen].astype('int32')
+
+
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak`, then linear decay to 10% of it at `total` steps."""
+
+    def __init__(self, peak: float, warmup: int, total: int):
+        self.peak, self.warmup, self.total = peak, warmup, total
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = step / max(1, self.warmup)
+        decay = tf.maximum(0.1, 1.0 - 0.9 * (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.peak * tf.where(step < self.warmup, warm, decay)
+
+    def get_config(self):
+        return {'peak': self.peak, 'warmup': self.warmup, 'total': self.total}
+
+
+class Pretrainer:
+    """Holds the model, optimizer and data of one run; `train` resumes where it stopped."""
+
+    def __init__(self, config: PretrainConfig, vocab_path: str, corpus_path: str, work_dir: str,
+                 init_from: Optional[str] = None):
+        self.config, self.work_dir = config, work_dir
+        self.vocab_path = vocab_path
+        self.tokenizer = Tokenizer(vocab_path, do_lower_case=True)
+        self.vocab_size = self.tokenizer._vocab_size
+        self.model_config = config.model_config(self.vocab_size)
+        self._load_data(corpus_path)
+        self.transformer = build_transformer(
+            self.model_config, init_from, config.kind, trainable_ids=None, dropout=config.dropout)
+        self._build_heads()
+        self.optimizer = keras.optimizers.AdamW(
+            WarmupLinearDecay(config.learning_rate, config.warmup_steps, config.total_steps),
+            weight_decay=config.weight_decay, clipnorm=1.0)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.ckpt = tf.train.Checkpoint(model=self.transformer.model, optimizer=self.optimizer,
+                                        step=self.step)
+        self.manager = tf.train.CheckpointManager(self.ckpt, os.path.join(work_dir, 'ckpt'), 2)
+        if self.manager.latest_checkpoint:
+            self.ckpt.restore(self.manager.latest_checkpoint)
+
+    def _load_data(self, corpus_path: str) -> None:
+        cache = os.path.join(self.work_dir, 'packed_%d.npz' % self.config.seq_len)
+        if os.path.exists(cache):
+            data = np.load(cache)
+            self.train_rows, self.heldout_rows = data['train'], data['heldout']
+            return
+        with open(corpus_path, encoding='utf-8') as f:
+            texts = [line.strip() for line in f if line.strip()]
+        rng = np.random.RandomState(self.config.seed)
+        heldout = rng.rand(len(texts)) < self.config.heldout_fraction
+        encode = lambda t: self.tokenizer.encode(t)[0][1:-1]  # noqa: E731
+        ids = [encode(t) for t in progress_bar(texts, desc='tokenising corpus')]
+        seq, cls, sep = self.config.seq_len, self.tokenizer._token_start_id, self.tokenizer._token_end_id
+        self.train_rows = pack_sequences([x for x, h in zip(ids, heldout) if not h], seq, cls, sep)
+        self.heldout_rows = pack_sequences([x for x, h in zip(ids, heldout) if h], seq, cls, sep)
+        os.makedirs(self.work_dir, exist_ok=True)
+        np.savez(cache, train=self.train_rows, heldout=self.heldout_rows)
+
+    def _build_heads(self) -> None:
+        model = self.transformer.model
+        last = 'Transformer-%d-FeedForward-Norm' % (self.config.num_hidden_layers - 1)
+        self.encoder = keras.Model(model.inputs, self.transformer.layers[last].output)
+        layers = self.transformer.layers
+        head = [layers['MLM-Dense'], layers['MLM-Norm']]
+        token_embedding, bias = layers['Embedding-Token'], layers['MLM-Bias']
+
+        def project(h):  # the MLM/LM head applied only where it is needed
+            for layer in head:
+                h = layer(h)
+            return bias(token_embedding(h, mode='dense'))
+        self.project = project
+
+    def _inputs(self, ids):
+        return [ids] if self.config.kind == 'gpt' else [ids, tf.zeros_like(ids)]
+
+    def _loss(self, ids, positions, targets, training):
+        if self.config.kind == 'bert':
+            hidden = self.encoder(self._inputs(ids), training=training)
+            logits = self.project(tf.gather_nd(hidden, positions))
+            labels, weights = targets, tf.ones_like(targets, tf.float32)
+        else:  # causal LM: predict token t+1 from position t, padding excluded
+            hidden = self.encoder(self._inputs(ids), training=training)[:, :-1]
+            logits = self.project(hidden)
+            labels = ids[:, 1:]
+            weights = tf.cast(labels > 0, tf.float32)
+        losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        total = tf.reduce_sum(weights)
+        return (tf.reduce_sum(losses * weights) / total, tf.reduce_sum(correct * weights) / total)
+
+    @tf.function(reduce_retracing=True)
+    def _train_step(self, ids, positions, targets):
+        variables = self.transformer.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, acc = self._loss(ids, positions, targets, True)
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        self.step.assign_add(1)
+        return loss, acc
+
+    def _batch(self, rows, rng):
+        if self.config.kind == 'bert':
+            inputs, positions, targets = mask_tokens(
+                rows, rng, self.vocab_size, self.tokenizer._token_mask_id, self.config.mask_rate)
+            return tf.constant(inputs), tf.constant(positions), tf.constant(targets)
+        return tf.constant(rows), tf.zeros((0, 2), tf.int32), tf.zeros((0,), tf.int32)
+
+    def evaluate(self, max_rows: int = 2048) -> Dict[str, float]:
+        """Held-out MLM accuracy (BERT) or perplexity (GPT), with a fixed masking seed."""
+        rng = np.random.RandomState(12345)
+        rows = self.heldout_rows[:max_rows]
+        losses, accs = [], []
+        for i in range(0, len(rows), self.config.batch_size):
+            loss, acc = self._loss(*self._batch(rows[i:i + self.config.batch_size], rng), False)
+            losses.append(float(loss))
+            accs.append(float(acc))
+        loss, acc = float(np.mean(losses)), float(np.mean(accs))
+        if self.config.kind == 'bert':
+            return {'heldout_loss': loss, 'heldout_mlm_acc': acc}
+        return {'heldout_loss': loss, 'heldout_ppl': float(np.exp(loss)), 'heldout_lm_acc': acc}
+
+    def _rows_for(self, step: int) -> np.ndarray:
+        """The batch of a step: a seeded permutation per epoch, so resume is exact."""
+        n, bs = len(self.train_rows), self.config.batch_size
+        per_epoch = n // bs
+        epoch, index = divmod(step, per_epoch)
+        order = np.random.RandomState(self.config.seed + epoch).permutation(n)
+        return self.train_rows[order[index * bs:(index + 1) * bs]]
+
+    def save(self) -> None:
+        self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+    def train(self, max_seconds: Optional[float] = None, max_steps: Optional[int] = None,
+              save_every: float = 600, eval_every: int = 500, snapshot_dir: Optional[str] = None,
+              log=print) -> Dict[str, float]:
+        """Train until total_steps, `max_steps` more steps or `max_seconds`; always saves.
+
+        With `snapshot_dir`, every evaluation also exports the model to
+        `snapshot_dir/step_N`: the points of a learning curve.
+        """
+        start_step = int(self.step.numpy())
+        end = self.config.total_steps if max_steps is None else min(
+            self.config.total_steps, start_step + max_steps)
+        stop = {'flag': False}
+        previous = signal.signal(signal.SIGTERM, lambda *a: stop.update(flag=True))
+        t0 = last_save = time.time()
+        tokens, metrics = 0, {}
+        bar = progress_bar(total=end - start_step, desc='pretrain %s' % self.config.kind)
+        log_path = os.path.join(self.work_dir, 'log.jsonl')
+        try:
+            for step in range(start_step, end):
+                rng = np.random.RandomState([self.config.seed, step])
+                rows = self._rows_for(step)
+                loss, acc = self._train_step(*self._batch(rows, rng))
+                tokens += int((rows > 0).sum())
+                bar.update(1)
+                bar.set_postfix(loss='%.3f' % float(loss), acc='%.3f' % float(acc),
+                                tok_s='%.0f' % (tokens / (time.time() - t0)))
+                done = step + 1
+                if done % eval_every == 0 or done == end:
+                    metrics = dict(step=done, loss=float(loss), acc=float(acc),
+                                   tokens_per_second=tokens / (time.time() - t0),
+                                   tokens_seen=done * self.config.batch_size * self.config.seq_len,
+                                   **self.evaluate())
+                    with open(log_path, 'a') as f:
+                        f.write(json.dumps(metrics) + '\n')
+                    log(json.dumps(metrics))
+                    if snapshot_dir:
+                        self.export(os.path.join(snapshot_dir, 'step_%d' % done))
+                if time.time() - last_save > save_every:
+                    self.save()
+                    last_save = time.time()
+                if stop['flag'] or (max_seconds and time.time() - t0 > max_seconds):
+                    break
+        finally:
+            bar.close()
+            self.save()
+            signal.signal(signal.SIGTERM, previous)
+        return metrics
+
+    def export(self, out_dir: str, dtype: Optional[str] = 'float16', notes: str = '') -> None:
+        """Write the model as config.json + bert_model.ckpt + vocab.txt."""
+        extra = {'PRETRAIN.json': json.dumps(dict(asdict(self.config), step=int(self.step.numpy()),
+                                                  notes=notes), indent=2)}
+        save_model_dir(self.transformer, out_dir, self.model_config, self.vocab_path, dtype, extra)
+
+
+def prepare_corpus(work_dir: str, min_count: int = 5, vocab_size: int = 8000, log=print):
+    """Build (once) the filtered corpus and its vocabulary under `work_dir`."""
+    from .corpus import build_corpus, evaluation_texts
+    os.makedirs(work_dir, exist_ok=True)
+    corpus_path = os.path.join(work_dir, 'corpus.txt')
+    vocab_path = os.path.join(work_dir, 'vocab.txt')
+    if not os.path.exists(corpus_path):
+        stats = build_corpus(corpus_path, evaluation_texts())
+        atomic_write_text(os.path.join(work_dir, 'corpus_stats.json'), json.dumps(stats, indent=2))
+        log('corpus (kept, dropped as evaluation text): %s' % json.dumps(stats))
+    if not os.path.exists(vocab_path):
+        with open(corpus_path, encoding='utf-8') as f:
+            write_vocab(build_vocab(f, min_count=min_count, max_size=vocab_size), vocab_path)
+    return corpus_path, vocab_path
+
+
+def run_pretraining(config: PretrainConfig, work_dir: str, out_dir: str,
+                    max_seconds: Optional[float] = None, max_steps: Optional[int] = None,
+                    init_from: Optional[str] = None, vocab_path: Optional[str] = None,
+                    corpus_path: Optional[str] = None, eval_every: int = 500,
+                    snapshot_dir: Optional[str] = None, log=print) -> Dict[str, float]:
+    """Prepare data, train (resuming if `work_dir` has a checkpoint) and export to `out_dir`."""
+    if corpus_path is None or vocab_path is None:
+        made_corpus, made_vocab = prepare_corpus(work_dir, log=log)
+        corpus_path, vocab_path = corpus_path or made_corpus, vocab_path or made_vocab
+    os.makedirs(work_dir, exist_ok=True)
+    atomic_write_text(os.path.join(work_dir, 'config.json'), json.dumps(asdict(config), indent=2))
+    trainer = Pretrainer(config, vocab_path, corpus_path, work_dir, init_from=init_from)
+    log('%s: %d train rows, %d held-out rows of %d tokens; resuming at step %d'
+        % (config.kind, len(trainer.train_rows), len(trainer.heldout_rows), config.seq_len,
+           int(trainer.step.numpy())))
+    metrics = trainer.train(max_seconds=max_seconds, max_steps=max_steps, eval_every=eval_every,
+                            snapshot_dir=snapshot_dir, log=log)
+    trainer.export(out_dir)
+    return metrics
