@@ -122,3 +122,24 @@ def build_model(spec: BackboneSpec, config: Optional[PtuningConfig] = None) -> T
     if config.mode == 'ptuning':
         freeze_all_but_prompts(transformer)
     return transformer, model_config
+
+
+def split_head(transformer):
+    """(encoder, project): the body up to the last hidden states, and the MLM/LM head.
+
+    Applying the head only at the positions that need it (gathered hidden states)
+    avoids the vocabulary projection at every position.
+    """
+    from tf_keras import Model
+    model = transformer.model
+    last = 'Transformer-%d-FeedForward-Norm' % (transformer.num_hidden_layers - 1)
+    encoder = Model(model.inputs, transformer.layers[last].output)
+    layers = transformer.layers
+    head = [layers['MLM-Dense'], layers['MLM-Norm']]
+    token_embedding, bias = layers['Embedding-Token'], layers['MLM-Bias']
+
+    def project(hidden):
+        for layer in head:
+            hidden = layer(hidden)
+        return bias(token_embedding(hidden, mode='dense'))
+    return encoder, project

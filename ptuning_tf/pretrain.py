@@ -18,7 +18,7 @@ import tf_keras as keras
 from bert4keras.tokenizers import Tokenizer
 
 from .checkpoint import atomic_write_text, save_model_dir
-from .models import build_transformer
+from .models import build_transformer, split_head
 from .progress import progress_bar
 
 SPECIAL_TOKENS = ['[PAD]'] + ['[unused%d]' % i for i in range(1, 100)] + \
@@ -187,18 +187,7 @@ class Pretrainer:
         np.savez(cache, train=self.train_rows, heldout=self.heldout_rows)
 
     def _build_heads(self) -> None:
-        model = self.transformer.model
-        last = 'Transformer-%d-FeedForward-Norm' % (self.config.num_hidden_layers - 1)
-        self.encoder = keras.Model(model.inputs, self.transformer.layers[last].output)
-        layers = self.transformer.layers
-        head = [layers['MLM-Dense'], layers['MLM-Norm']]
-        token_embedding, bias = layers['Embedding-Token'], layers['MLM-Bias']
-
-        def project(h):  # the MLM/LM head applied only where it is needed
-            for layer in head:
-                h = layer(h)
-            return bias(token_embedding(h, mode='dense'))
-        self.project = project
+        self.encoder, self.project = split_head(self.transformer)
 
     def _inputs(self, ids):
         return [ids] if self.config.kind == 'gpt' else [ids, tf.zeros_like(ids)]

@@ -1,0 +1,159 @@
+"""Prompt templates and label words (verbalizers) for MLM (BERT) and LM (GPT) models.
+
+A template is a pattern string with three placeholders: `{p}` a learnable prompt
+token (`[unused1]`, `[unused2]`, ... in order), `{mask}` the slot where the label word
+is predicted, `{text}` the input. Anything else is literal text, which is how PET's
+manual template `{mask}满意。{text}` is written. For a GPT the `{mask}` slot holds the
+label word itself and is predicted from the position before it.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+PIECE = re.compile(r'\{p\}|\{mask\}|\{text\}')
+BERT_PATTERN = '{p}{p}{p}{p}{mask}{p}{p}{p}{p}{text}'
+GPT_PATTERN = '{p}{p}{p}{p}{text}{p}{p}{p}{p}{mask}'
+PET_PATTERN = '{mask}满意。{text}'
+DEFAULT_LABEL_WORDS = ('不', '很')  # label 0 = negative ("not"), 1 = positive ("very")
+
+
+class TemplateError(ValueError):
+    """A template or label word that the vocabulary cannot express exactly."""
+
+
+def pattern(prefix: int = 4, infix: int = 4, kind: str = 'bert') -> str:
+    """The reference layout with `prefix` prompt tokens before and `infix` after the slot/text."""
+    if kind == 'bert':
+        return '{p}' * prefix + '{mask}' + '{p}' * infix + '{text}'
+    return '{p}' * prefix + '{text}' + '{p}' * infix + '{mask}'
+
+
+@dataclass
+class Encoded:
+    """One encoded example: token ids and where the label slot is."""
+    token_ids: List[int]
+    slot: int  # index of {mask} in token_ids
+    text_positions: List[int]  # indices of the text's own tokens
+    prompt_positions: List[int] = field(default_factory=list)
+
+
+class Template:
+    """Turns texts into token ids with prompt tokens and a label slot.
+
+    `kind='bert'` wraps the sequence in `[CLS] ... [SEP]` and puts `[MASK]` in the slot;
+    `kind='gpt'` starts with `[CLS]` and puts the label word in the slot (or nothing at
+    prediction time, since the slot is predicted from the token before it).
+    """
+
+    def __init__(self, tokenizer, kind: str = 'bert', pattern_text: Optional[str] = None,
+                 label_words: Sequence[str] = DEFAULT_LABEL_WORDS,
+                 prompt_ids: Optional[Sequence[int]] = None, maxlen: int = 128):
+        if kind not in ('bert', 'gpt'):
+            raise TemplateError('kind must be "bert" or "gpt", got %r' % kind)
+        self.tokenizer, self.kind, self.maxlen = tokenizer, kind, maxlen
+        self.pattern = pattern_text or (BERT_PATTERN if kind == 'bert' else GPT_PATTERN)
+        pieces = PIECE.findall(self.pattern)
+        if pieces.count('{mask}') != 1 or pieces.count('{text}') != 1:
+            raise TemplateError('template %r needs exactly one {mask} and one {text}' % self.pattern)
+        if kind == 'gpt' and not self.pattern.endswith('{mask}'):
+            raise TemplateError('a GPT template must end with {mask}: the label word is last')
+        n_prompts = pieces.count('{p}')
+        self.prompt_ids = list(prompt_ids) if prompt_ids is not None else list(range(1, n_prompts + 1))
+        if len(self.prompt_ids) != n_prompts:
+            raise TemplateError('template has %d {p} but %d prompt ids were given'
+                                % (n_prompts, len(self.prompt_ids)))
+        for i in self.prompt_ids:
+            if not 0 < i < tokenizer._vocab_size:
+                raise TemplateError('prompt id %d is outside the vocabulary' % i)
+        self.label_words = list(label_words)
+        self.label_ids = [self.single_token_id(w, 'label word') for w in self.label_words]
+        if len(set(self.label_ids)) != len(self.label_ids):
+            raise TemplateError('label words must be distinct tokens: %s' % self.label_words)
+        self._segments = self._compile()
+        self.fixed_length = 1 + sum(len(ids) for kind_, ids in self._segments if kind_ != 'text') \
+            + (1 if kind == 'bert' else 0)
+        if self.fixed_length >= maxlen:
+            raise TemplateError('template needs %d tokens, no room for text at maxlen %d'
+                                % (self.fixed_length, maxlen))
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_words)
+
+    def single_token_id(self, word: str, what: str = 'token') -> int:
+        """The id of `word` if the vocabulary has it as exactly one token; never [UNK]."""
+        tokens = self.tokenizer.tokenize(word)[1:-1]
+        if len(tokens) != 1 or tokens[0] == '[UNK]' or \
+                self.tokenizer.token_to_id(tokens[0]) == self.tokenizer._token_unk_id:
+            raise TemplateError('%s %r is not exactly one token of the vocabulary (got %s)'
+                                % (what, word, tokens))
+        return self.tokenizer.token_to_id(tokens[0])
+
+    def _compile(self) -> List[Tuple[str, List[int]]]:
+        """Split the pattern into ('prompt'|'mask'|'text'|'literal', ids) segments."""
+        segments, prompt_iter, last = [], iter(self.prompt_ids), 0
+        for m in PIECE.finditer(self.pattern):
+            if m.start() > last:
+                literal = self.pattern[last:m.start()]
+                segments.append(('literal', self.tokenizer.encode(literal)[0][1:-1]))
+            piece = m.group()
+            if piece == '{p}':
+                segments.append(('prompt', [next(prompt_iter)]))
+            elif piece == '{mask}':
+                segments.append(('mask', [self.tokenizer._token_mask_id]))
+            else:
+                segments.append(('text', []))
+            last = m.end()
+        if last < len(self.pattern):
+            segments.append(('literal', self.tokenizer.encode(self.pattern[last:])[0][1:-1]))
+        return segments
+
+    def text_token_ids(self, text: str) -> List[int]:
+        return self.tokenizer.encode(text)[0][1:-1]
+
+    def encode(self, text, label: Optional[int] = None) -> Encoded:
+        """Token ids of `text` (a string or its token ids) in the template.
+
+        The text is cut from the right so that the template always survives whole.
+        For a GPT with `label=None` the slot is left off (prediction reads the token before).
+        """
+        text_ids = self.text_token_ids(text) if isinstance(text, str) else list(text)
+        text_ids = text_ids[:self.maxlen - self.fixed_length]
+        ids = [self.tokenizer._token_start_id]
+        slot, text_positions, prompt_positions = -1, [], []
+        for kind, seg in self._segments:
+            if kind == 'text':
+                text_positions = list(range(len(ids), len(ids) + len(text_ids)))
+                ids.extend(text_ids)
+            elif kind == 'mask':
+                slot = len(ids)
+                if self.kind == 'bert':
+                    ids.append(self.tokenizer._token_mask_id)
+                elif label is not None:
+                    ids.append(self.label_ids[label])
+            else:
+                if kind == 'prompt':
+                    prompt_positions.append(len(ids))
+                ids.extend(seg)
+        if self.kind == 'bert':
+            ids.append(self.tokenizer._token_end_id)
+        return Encoded(ids, slot, text_positions, prompt_positions)
+
+    def prediction_position(self, encoded: Encoded) -> int:
+        """Where the label word's distribution is read from the model output."""
+        return encoded.slot if self.kind == 'bert' else encoded.slot - 1
+
+    def config(self) -> dict:
+        return {'kind': self.kind, 'pattern': self.pattern, 'label_words': self.label_words,
+                'prompt_ids': self.prompt_ids, 'maxlen': self.maxlen}
+
+
+def pad(sequences: Sequence[Sequence[int]], length: Optional[int] = None) -> np.ndarray:
+    """Right-pad with 0 ([PAD]) to the longest sequence (dynamic padding) or `length`."""
+    length = length or max(len(s) for s in sequences)
+    out = np.zeros((len(sequences), length), dtype='int32')
+    for i, s in enumerate(sequences):
+        out[i, :len(s)] = s[:length]
+    return out
