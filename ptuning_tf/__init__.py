@@ -53,3 +53,18 @@ def _check_bert4keras() -> None:
 
 _select_legacy_keras()
 _check_bert4keras()
+
+from .checkpoint import CheckpointError  # noqa: E402
+from .data import DataError, few_shot, load_csv, load_dataset, load_split_files, load_tsv  # noqa: E402
+from .layers import PtuningEmbedding  # noqa: E402
+from .models import BackboneSpec, PtuningConfig, build_model, default_model_dir  # noqa: E402
+from .prompts import PromptFileError, load_prompt, save_prompt  # noqa: E402
+from .templates import Template, TemplateError, pattern  # noqa: E402
+from .training import PromptClassifier, set_seed  # noqa: E402
+
+__all__ = [
+    'BackboneSpec', 'CheckpointError', 'DataError', 'PromptClassifier', 'PromptFileError',
+    'PtuningConfig', 'PtuningEmbedding', 'Template', 'TemplateError', 'build_model',
+    'default_model_dir', 'few_shot', 'load_csv', 'load_dataset', 'load_prompt',
+    'load_split_files', 'load_tsv', 'pattern', 'save_prompt', 'set_seed',
+]

