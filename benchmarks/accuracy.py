@@ -26,6 +26,16 @@ METHODS = {
 }
 
 
+EVAL_LIMIT: Optional[int] = None  # --quick: score on the first N valid/test texts only
+
+
+def load_splits(dataset: str) -> Dict[str, list]:
+    splits = load_splits(dataset)
+    if EVAL_LIMIT:
+        splits = dict(splits, valid=splits['valid'][:EVAL_LIMIT], test=splits['test'][:EVAL_LIMIT])
+    return splits
+
+
 def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, epochs: int,
              model_dirs: Dict[str, Optional[str]], lr: Optional[float] = None,
              steps_per_epoch: Optional[int] = None) -> Dict[str, float]:
@@ -67,7 +77,7 @@ def run_row(method: str, dataset: str, frac: float, seeds: List[int], epochs: in
 
     With `first_fraction_row`, also the published protocol: the first `frac` of the file.
     """
-    splits = load_dataset(dataset)
+    splits = load_splits(dataset)
     rows, runs = [], []
     for seed in seeds:
         labeled = few_shot(splits['train'], frac, seed=seed)
@@ -87,7 +97,7 @@ def run_row(method: str, dataset: str, frac: float, seeds: List[int], epochs: in
 def choose_lr(method: str, dataset: str, frac: float, candidates: List[float], epochs: int,
               model_dirs, steps_per_epoch=None, log=print) -> float:
     """The learning rate with the best valid accuracy on seed 0 (test is never looked at)."""
-    splits = load_dataset(dataset)
+    splits = load_splits(dataset)
     labeled = few_shot(splits['train'], frac, seed=0)
     scores = {}
     for lr in candidates:

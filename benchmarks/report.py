@@ -84,13 +84,14 @@ def _speed_table(records) -> List[str]:
 
 
 def _curve_table(records) -> List[str]:
-    lines = ['| model | step | tokens seen | held-out MLM acc / LM ppl | P-tuning test % (seeds) |',
-             '|---|---|---|---|---|']
-    for r in records:
+    lines = ['| model | method | tokens seen | held-out MLM acc / LM ppl | valid % | test % |',
+             '|---|---|---|---|---|---|']
+    for r in sorted(records, key=lambda r: (r['kind'], r['step'], r['method'])):
         quality = r.get('heldout_mlm_acc', r.get('heldout_ppl'))
-        lines.append('| %s | %d | %.1fM | %.4g | %s |' % (
-            r['model'], r['step'], r['tokens_seen'] / 1e6, quality,
-            _pct(r['test_mean'], r['test_std']) if 'test_mean' in r else '-'))
+        lines.append('| %s | %s | %.1fM | %s | %s | %s |' % (
+            r['model'], r.get('description', r['method']), r['tokens_seen'] / 1e6,
+            '-' if quality is None else '%.4g' % quality,
+            _pct(r['valid_mean'], r['valid_std']), _pct(r['test_mean'], r['test_std'])))
     return lines
 
 

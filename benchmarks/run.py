@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ptuning_tf  # noqa: E402,F401
+import accuracy  # noqa: E402
 from accuracy import METHODS, choose_lr, run_row  # noqa: E402
 import report  # noqa: E402
 
@@ -31,6 +32,8 @@ def parse_args(argv=None):
     p.add_argument('--only', action='append', choices=SECTIONS, help='run only these sections')
     p.add_argument('--lr-candidates', default='1e-5,1e-4,5e-4',
                    help='fine-tune learning rates tried on seed 0, chosen by valid accuracy')
+    p.add_argument('--eval-limit', type=int, default=None,
+                   help='score on the first N valid/test texts only (default: all; --quick: 200)')
     p.add_argument('--output-dir', default=None,
                    help='write results.json/BENCHMARKS.md here instead of the repository')
     return p.parse_args(argv)
@@ -41,6 +44,7 @@ def main(argv=None):
     if args.output_dir:
         report.RESULTS = os.path.join(args.output_dir, 'results.json')
         report.MARKDOWN = os.path.join(args.output_dir, 'BENCHMARKS.md')
+    accuracy.EVAL_LIMIT = args.eval_limit or (200 if args.quick else None)
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(',')]
     epochs, steps = (2, 2) if args.quick else (args.epochs, None)
     dirs = {'bert': args.bert_dir, 'gpt': args.gpt_dir}

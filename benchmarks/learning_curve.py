@@ -1,0 +1,111 @@
+"""P-tuning accuracy against pretraining tokens, on the snapshots a pretraining run exported.
+
+    python benchmarks/learning_curve.py --kind bert --run-dir RUN/bert --snapshots RUN/snapshots_bert
+
+`ptuning-tf pretrain` (with snapshots) writes `RUN/<kind>/log.jsonl` (held-out MLM accuracy or
+LM perplexity per evaluation) and one exported model per evaluation under the snapshot
+directory (`step_N/`). For each snapshot this trains BERT/GPT + P-tuning on bojone's data
+(1% labels, one random sample per seed) and, for BERT, scores PET zero-shot, so the point
+where more pretraining stops paying is visible. Writes the `pretraining_curve` section of
+benchmarks/results.json, BENCHMARKS.md and benchmarks/pretraining_curve.png.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ptuning_tf  # noqa: E402,F401
+from accuracy import run_row  # noqa: E402
+import report  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--kind', choices=['bert', 'gpt'], default='bert')
+    p.add_argument('--run-dir', required=True, help='pretraining work dir (holds log.jsonl)')
+    p.add_argument('--snapshots', required=True, help='directory of step_N/ exported models')
+    p.add_argument('--steps', help='comma-separated snapshot steps to use (default: all)')
+    p.add_argument('--seeds', default='0,1')
+    p.add_argument('--epochs', type=int, default=8)
+    p.add_argument('--steps-per-epoch', type=int, default=20)
+    p.add_argument('--dataset', default='bojone')
+    return p.parse_args(argv)
+
+
+def snapshot_steps(snapshots: str):
+    found = [int(m.group(1)) for name in os.listdir(snapshots)
+             for m in [re.fullmatch(r'step_(\d+)', name)] if m]
+    return sorted(found)
+
+
+def heldout_metrics(run_dir: str):
+    """step -> the evaluation record logged at that step (last one wins after a resume)."""
+    out = {}
+    with open(os.path.join(run_dir, 'log.jsonl'), encoding='utf-8') as f:
+        for line in f:
+            record = json.loads(line)
+            out[record['step']] = record
+    return out
+
+
+def plot_curve(records, path: str) -> str:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in sorted({r['method'] for r in records}):
+        rows = sorted((r for r in records if r['method'] == method), key=lambda r: r['tokens_seen'])
+        ax.errorbar([r['tokens_seen'] / 1e6 for r in rows], [100 * r['test_mean'] for r in rows],
+                    yerr=[100 * r['test_std'] for r in rows], marker='o', capsize=3,
+                    label='%s (%s)' % (rows[0]['description'], rows[0]['kind']))
+    ax.set_xlabel('pretraining tokens (millions)')
+    ax.set_ylabel('test accuracy (%), bojone 1% labels')
+    twin = ax.twinx()
+    for kind in sorted({r['kind'] for r in records}):
+        rows = sorted({r['step']: r for r in records if r['kind'] == kind}.values(),
+                      key=lambda r: r['tokens_seen'])
+        key = 'heldout_mlm_acc' if kind == 'bert' else 'heldout_lm_acc'
+        twin.plot([r['tokens_seen'] / 1e6 for r in rows], [100 * r.get(key, 0) for r in rows],
+                  ls='--', color='grey', label='held-out %s acc' % ('MLM' if kind == 'bert' else 'LM'))
+    twin.set_ylabel('held-out pretraining accuracy (%), dashed')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='upper left')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return os.path.relpath(path, os.path.dirname(report.MARKDOWN))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(',')]
+    steps = [int(s) for s in args.steps.split(',')] if args.steps else snapshot_steps(args.snapshots)
+    logged = heldout_metrics(args.run_dir)
+    methods = ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'bert' else ['gpt_ptuning']
+    previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
+    records = [r for r in previous if not (r['kind'] == args.kind and r['step'] in steps)]
+    t0 = time.time()
+    for step in steps:
+        model_dir = os.path.join(args.snapshots, 'step_%d' % step)
+        pretrain = {k: v for k, v in logged.get(step, {}).items()
+                    if k.startswith('heldout_') or k in ('tokens_seen', 'tokens_per_second')}
+        for method in methods:
+            row = run_row(method, args.dataset, 0.01, seeds, args.epochs, {args.kind: model_dir},
+                          '%s step %d' % (args.kind, step), steps_per_epoch=args.steps_per_epoch)[0]
+            row.update(kind=args.kind, step=step, command='python ' + ' '.join(sys.argv), **pretrain)
+            row.setdefault('tokens_seen', 0)
+            records.append(row)
+    plot = plot_curve(records, os.path.join(os.path.dirname(report.RESULTS), 'pretraining_curve.png'))
+    notes = ('P-tuning: %d epochs x %d steps, batch 32, Adam 6e-4, best-valid epoch kept; '
+             'seeds %s each draw their own 1%% sample. Held-out metrics come from the pretraining '
+             'log at the same step.' % (args.epochs, args.steps_per_epoch, args.seeds))
+    report.update('pretraining_curve', records, time.time() - t0, {'plot': plot, 'notes': notes})
+
+
+if __name__ == '__main__':
+    main()
