@@ -30,7 +30,7 @@ EVAL_LIMIT: Optional[int] = None  # --quick: score on the first N valid/test tex
 
 
 def load_splits(dataset: str) -> Dict[str, list]:
-    splits = load_splits(dataset)
+    splits = load_dataset(dataset)
     if EVAL_LIMIT:
         splits = dict(splits, valid=splits['valid'][:EVAL_LIMIT], test=splits['test'][:EVAL_LIMIT])
     return splits
