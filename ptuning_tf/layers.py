@@ -4,6 +4,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 from bert4keras.layers import Embedding
+import tf_keras as keras
 from tf_keras.utils import register_keras_serializable
 
 DEFAULT_PROMPT_IDS = tuple(range(1, 9))  # [unused1]..[unused8] in the Chinese BERT vocab
@@ -52,6 +53,22 @@ class PtuningEmbedding(Embedding):
         config = super().get_config()
         config['trainable_ids'] = None if self.trainable_ids is None else list(self.trainable_ids)
         return config
+
+
+@register_keras_serializable(package='ptuning_tf')
+class CausalMask(keras.layers.Layer):
+    """The GPT's lower-triangular attention mask as a named, serialisable layer.
+
+    bert4keras builds it with a `Lambda` around a Python closure, which Keras refuses
+    to reload from a `.keras` file (safe mode); this layer computes the same mask.
+    """
+
+    def call(self, token_ids):
+        idxs = tf.range(tf.shape(token_ids)[1])
+        return idxs[None, :] <= idxs[:, None]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
 
 def custom_objects() -> dict:

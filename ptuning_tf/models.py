@@ -9,11 +9,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
 
-from bert4keras.models import build_transformer_model
+from bert4keras.models import BERT, build_transformer_model
 from tf_keras.initializers import TruncatedNormal
 
 from .checkpoint import CheckpointError, check_checkpoint, read_config, resolve_model_dir
-from .layers import DEFAULT_PROMPT_IDS, PtuningEmbedding
+from .layers import DEFAULT_PROMPT_IDS, CausalMask, PtuningEmbedding
 
 MODES = ('ptuning', 'finetune')
 KINDS = ('bert', 'gpt')
@@ -75,6 +75,24 @@ def default_model_dir(kind: str) -> str:
                           'directory or config/checkpoint/vocab paths' % (kind, candidates[-1]))
 
 
+class CausalBERT(BERT):
+    """A BERT with a lower-triangular attention mask: the NEZHA-GPT layout.
+
+    Same as bert4keras' `application='lm'`, but the mask is a `CausalMask` layer
+    instead of a `Lambda`, so saved models reload in Keras' safe mode.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.with_mlm = self.with_mlm or True
+
+    def compute_attention_bias(self, inputs=None):
+        if self.attention_bias is None:
+            self.attention_bias = self.apply(inputs=self.inputs[0], layer=CausalMask,
+                                             name='Attention-LM-Mask')
+        return self.attention_bias
+
+
 def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 'bert',
                       with_mlm='linear', trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
                       dropout: Optional[float] = None):
@@ -97,7 +115,7 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 
     if kind == 'gpt':
         kwargs['segment_vocab_size'] = 0  # NEZHA-GPT style: no segment input
     return build_transformer_model(
-        None, checkpoint_path, model='bert', application='lm' if kind == 'gpt' else 'encoder',
+        None, checkpoint_path, model=CausalBERT if kind == 'gpt' else 'bert',
         with_mlm=with_mlm, return_keras_model=False,
         layers={'Embedding-Token': embedding}, **kwargs)
 
