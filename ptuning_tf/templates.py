@@ -13,6 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 PIECE = re.compile(r'\{p\}|\{mask\}|\{text\}')
+RESERVED = re.compile(r'\[[^\]]+\]')  # [unused1] etc.: tokens that no text produces
+SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
 BERT_PATTERN = '{p}{p}{p}{p}{mask}{p}{p}{p}{p}{text}'
 GPT_PATTERN = '{p}{p}{p}{p}{text}{p}{p}{p}{p}{mask}'
 PET_PATTERN = '{mask}满意。{text}'
@@ -67,6 +69,12 @@ class Template:
         for i in self.prompt_ids:
             if not 0 < i < tokenizer._vocab_size:
                 raise TemplateError('prompt id %d is outside the vocabulary' % i)
+            token = tokenizer.id_to_token(i)
+            if not RESERVED.fullmatch(token) or token in SPECIAL_TOKENS:
+                # a real character would be both a prompt and text, and learning it would
+                # change every text that contains it
+                raise TemplateError('prompt id %d is %r in the vocabulary, not a reserved '
+                                    '[unusedN] token' % (i, token))
         self.label_words = list(label_words)
         self.label_ids = [self.single_token_id(w, 'label word') for w in self.label_words]
         if len(set(self.label_ids)) != len(self.label_ids):
