@@ -168,7 +168,9 @@ class PromptClassifier:
             log=logger.info) -> Dict:
         """Train with `model.fit`; with `valid`, keep the best-valid state.
 
-        Returns the best epoch's record (epoch, valid_acc, test_acc) and the history.
+        The evaluator runs first, so user callbacks (EarlyStopping, TensorBoard...) see
+        `valid_acc`/`test_acc` in their logs. Returns the best epoch's record (epoch,
+        valid_acc, test_acc) and the history.
         """
         set_seed(seed)
         if learning_rate is None:
@@ -178,7 +180,7 @@ class PromptClassifier:
         evaluator = Evaluator(self, valid, test, patience, log) if valid else None
         t0 = time.time()
         history = self.model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                 callbacks=list(callbacks) + ([evaluator] if evaluator else []),
+                                 callbacks=([evaluator] if evaluator else []) + list(callbacks),
                                  verbose=verbose, shuffle=False)
         result = dict(evaluator.best) if evaluator else {'epoch': epochs}
         result.update(seconds=time.time() - t0, history=evaluator.history if evaluator
