@@ -8,6 +8,10 @@ import time
 from typing import List, Optional
 
 
+class UsageError(Exception):
+    """A problem with the command line itself (exit code 2, one line)."""
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('base model (default: the shipped mini model of --kind)')
     g.add_argument('--model-dir', help='directory with config.json/bert_config.json, *.ckpt and vocab.txt')
@@ -43,25 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--label-words', default='不,很', help='comma-separated, one per label (default 不,很)')
     g.add_argument('--no-aux-loss', action='store_true', help='train on the label word only')
     g.add_argument('--whole-word-mask', action='store_true', help='auxiliary masking by jieba words (BERT)')
-    g.add_argument('--maxlen', type=int, default=128)
+    g.add_argument('--maxlen', type=int, default=128, help='maximum tokens, template included; texts are cut to fit')
     g = t.add_argument_group('training')
     g.add_argument('--labeled-frac', type=float, default=0.01, help='fraction of train used as labels')
     g.add_argument('--k-per-class', type=int, help='instead of --labeled-frac: k labelled texts per class')
     g.add_argument('--sample-seed', type=int, default=None,
                    help='seed of the labelled sample (default: the first examples in file order)')
-    g.add_argument('--epochs', type=int, default=20)
-    g.add_argument('--batch-size', type=int, default=32)
+    g.add_argument('--epochs', type=int, default=20, help='passes over the labelled data (see --steps-per-epoch)')
+    g.add_argument('--batch-size', type=int, default=32, help='examples per training step')
     g.add_argument('--lr', type=float, help='default 6e-4 (ptuning) / 1e-5 (finetune)')
-    g.add_argument('--steps-per-epoch', type=int)
+    g.add_argument('--steps-per-epoch', type=int, help='training steps between evaluations (default: one pass)')
     g.add_argument('--patience', type=int, default=None, help='early stopping on valid accuracy')
-    g.add_argument('--seed', type=int, default=0)
+    g.add_argument('--seed', type=int, default=0, help='seed of numpy/TF/python for training')
     t.add_argument('--out', default='outputs/ptuning', help='directory for prompt.npz and metrics.json')
 
     e = sub.add_parser('eval', help='accuracy of a saved prompt on labelled data')
     e.add_argument('prompt', help='prompt.npz written by train')
     _model_args(e)
     _data_args(e, False)
-    e.add_argument('--split', default='test', choices=['train', 'valid', 'test'])
+    e.add_argument('--split', default='test', choices=['train', 'valid', 'test'],
+                   help='which split of --dataset to score (with --test: that file)')
 
     r = sub.add_parser('predict', help='labels and probabilities for raw texts')
     r.add_argument('prompt', help='prompt.npz written by train')
@@ -71,14 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--input', help='file with one text per line')
 
     pt = sub.add_parser('pretrain', help='pretrain a small BERT (MLM) or GPT (LM) on the project corpus')
-    pt.add_argument('--kind', choices=['bert', 'gpt'], default='bert')
+    pt.add_argument('--kind', choices=['bert', 'gpt'], default='bert',
+                    help='bert: masked LM; gpt: causal LM (same architecture, lower-triangular mask)')
     pt.add_argument('--work-dir', required=True, help='corpus, vocab, checkpoints; rerun to resume')
     pt.add_argument('--out', required=True, help='exported model directory')
-    for name, default in (('hidden-size', 256), ('layers', 4), ('heads', 4), ('intermediate-size', 1024),
-                          ('seq-len', 128), ('batch-size', 64), ('warmup-steps', 800),
-                          ('total-steps', 10000), ('seed', 0)):
-        pt.add_argument('--' + name, type=int, default=default)
-    pt.add_argument('--lr', type=float, default=7e-4)
+    for name, default, text in (
+            ('hidden-size', 256, 'hidden width H'), ('layers', 4, 'transformer layers'),
+            ('heads', 4, 'attention heads'), ('intermediate-size', 1024, 'feed-forward width'),
+            ('seq-len', 128, 'tokens per packed training sequence'),
+            ('batch-size', 64, 'sequences per step'),
+            ('warmup-steps', 800, 'linear warm-up steps of the learning rate'),
+            ('total-steps', 10000, 'schedule length: the learning rate decays to 0 here'),
+            ('seed', 0, 'seed of initialisation, data order and masking')):
+        pt.add_argument('--' + name, type=int, default=default, help=text)
+    pt.add_argument('--lr', type=float, default=7e-4, help='peak learning rate of AdamW')
     pt.add_argument('--max-seconds', type=float, help='stop (and checkpoint) after this long')
     pt.add_argument('--max-steps', type=int, help='stop after this many more steps')
     pt.add_argument('--init-from', help='start from this checkpoint (e.g. the mini BERT for a GPT)')
@@ -111,7 +122,7 @@ def cmd_train(args) -> dict:
         open(probe, 'w').close()
         os.remove(probe)
     except OSError as e:
-        raise SystemExit('ptuning-tf: output directory %s is not writable: %s' % (args.out, e.strerror))
+        raise UsageError('output directory %s is not writable: %s' % (args.out, e.strerror)) from e
     splits = _splits(args, True)
     labeled = few_shot(splits['train'], None if args.k_per_class else args.labeled_frac,
                        args.k_per_class, args.sample_seed)
@@ -151,7 +162,7 @@ def cmd_predict(args) -> List[dict]:
         stream = open(args.input, encoding='utf-8') if args.input else sys.stdin
         texts = [line.strip() for line in stream if line.strip()]
     if not texts:
-        raise SystemExit('ptuning-tf predict: no texts given')
+        raise UsageError('no texts given (use --text, --input or stdin)')
     clf = load_prompt(args.prompt, **_build_kwargs(args))
     labels, probs = clf.predict(texts)
     rows = [{'text': t, 'label': int(y), 'probs': [round(float(p), 4) for p in ps]}
@@ -190,7 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         {'train': cmd_train, 'eval': cmd_eval, 'predict': cmd_predict,
          'pretrain': cmd_pretrain}[args.command](args)
-    except (CheckpointError, DataError, PromptFileError, TemplateError) as e:
+    except (CheckpointError, DataError, PromptFileError, TemplateError, UsageError) as e:
         print('ptuning-tf %s: error: %s' % (args.command, e), file=sys.stderr)
         return 2
     return 0
