@@ -79,7 +79,10 @@ def split_long(text: str, max_chars: int) -> List[str]:
     """Cut a long document at sentence ends into pieces of at most `max_chars`."""
     pieces, current = [], ''
     for sentence in re.split(r'(?<=[。！？!?；;])', text):
-        while len(sentence) > max_chars:
+        if len(current) + len(sentence) > max_chars and current:
+            pieces.append(current)
+            current = ''
+        while len(sentence) > max_chars:  # no sentence end in sight: hard cut
             pieces.append(sentence[:max_chars])
             sentence = sentence[max_chars:]
         if len(current) + len(sentence) > max_chars and current:
