@@ -228,6 +228,8 @@ class Pretrainer:
         """Held-out MLM accuracy (BERT) or perplexity (GPT), with a fixed masking seed."""
         rng = np.random.RandomState(12345)
         rows = self.heldout_rows[:max_rows]
+        if not len(rows):  # a corpus too small to hold anything out
+            return {}
         losses, accs = [], []
         for i in range(0, len(rows), self.config.batch_size):
             loss, acc = self._loss(*self._batch(rows[i:i + self.config.batch_size], rng), False)
