@@ -13,7 +13,7 @@ class UsageError(Exception):
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group('base model (default: the shipped mini model of --kind)')
+    g = p.add_argument_group('base model (default: the shipped mini model of the same kind)')
     g.add_argument('--model-dir', help='directory with config.json/bert_config.json, *.ckpt and vocab.txt')
     g.add_argument('--config', help='BERT config.json (with --checkpoint and --vocab)')
     g.add_argument('--checkpoint', help='checkpoint prefix, e.g. .../bert_model.ckpt')
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
             ('seq-len', 128, 'tokens per packed training sequence'),
             ('batch-size', 64, 'sequences per step'),
             ('warmup-steps', 800, 'linear warm-up steps of the learning rate'),
-            ('total-steps', 10000, 'schedule length: the learning rate decays to 0 here'),
+            ('total-steps', 10000, 'schedule length: the learning rate decays linearly to 10%% of --lr here'),
             ('seed', 0, 'seed of initialisation, data order and masking')):
         pt.add_argument('--' + name, type=int, default=default, help=text)
     pt.add_argument('--lr', type=float, default=7e-4, help='peak learning rate of AdamW')
@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument('--vocab', help='use this vocab instead of building one')
     pt.add_argument('--corpus', help='use this corpus file instead of building one')
     pt.add_argument('--threads', type=int, help='TensorFlow intra-op threads')
+    pt.add_argument('--eval-every', type=int, default=500,
+                    help='steps between held-out evaluations (logged to WORK_DIR/log.jsonl)')
+    pt.add_argument('--snapshots', help='also export the model at every evaluation to SNAPSHOTS/step_N '
+                                        '(points of a learning curve)')
     return parser
 
 
@@ -176,6 +180,7 @@ def cmd_pretrain(args) -> dict:
     if args.threads:
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     from .pretrain import PretrainConfig, run_pretraining
     config = PretrainConfig(kind=args.kind, hidden_size=args.hidden_size,
                             num_hidden_layers=args.layers, num_attention_heads=args.heads,
@@ -185,6 +190,7 @@ def cmd_pretrain(args) -> dict:
     t0 = time.time()
     metrics = run_pretraining(config, args.work_dir, args.out, args.max_seconds, args.max_steps,
                               init_from=args.init_from, vocab_path=args.vocab, corpus_path=args.corpus,
+                              eval_every=args.eval_every, snapshot_dir=args.snapshots,
                               log=lambda m: print(m, flush=True))
     print(json.dumps(dict(metrics, seconds=round(time.time() - t0, 1))))
     return metrics
