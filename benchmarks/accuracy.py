@@ -23,7 +23,21 @@ METHODS = {
                          dict(kind='bert', whole_word_mask=True), {}),
     'gpt_ptuning': ('GPT + P-tuning (full-sequence LM loss)', dict(kind='gpt'), {}),
     'gpt_ptuning_no_lm': ('GPT + P-tuning, label word only', dict(kind='gpt', aux_loss=False), {}),
+    # beyond the reference: the paper's prompt encoder (P-tuning v1), folded when saved
+    'bert_ptuning_mlp': ('BERT + P-tuning, MLP prompt encoder', dict(kind='bert', prompt_encoder='mlp'), {}),
+    'bert_ptuning_lstm': ('BERT + P-tuning, BiLSTM+MLP prompt encoder (paper)',
+                          dict(kind='bert', prompt_encoder='lstm'), {}),
 }
+# P-tuning v2: m prompt vectors at every layer. maxlen = m + 120 gives the text the same
+# budget as the 8-token v1 template at maxlen 128 (clamped to the model's positions)
+for _m in (8, 20, 64):
+    for _head, _what in (('verbalizer', 'verbalizer 很/不'), ('linear', 'linear head on [CLS]')):
+        METHODS['bert_ptuning_v2_%d%s' % (_m, '_linear' if _head == 'linear' else '')] = (
+            'BERT + P-tuning v2, %d deep prompts, %s' % (_m, _what),
+            dict(kind='bert', method='ptuning_v2', prompt_length=_m, head=_head, maxlen=_m + 120), {})
+METHODS['gpt_ptuning_v2_20'] = ('GPT + P-tuning v2, 20 deep prompts, verbalizer (full-sequence LM loss)',
+                                dict(kind='gpt', method='ptuning_v2', prompt_length=20, maxlen=140), {})
+del _m, _head, _what
 
 
 EVAL_LIMIT: Optional[int] = None  # --quick: score on the first N valid/test texts only
@@ -44,7 +58,7 @@ def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, epo
     keras.backend.clear_session()
     gc.collect()
     set_seed(seed)
-    clf = PromptClassifier.build(model_dirs.get(build['kind']), **build)
+    clf = PromptClassifier.build(model_dirs.get(build['kind']), **_fit_positions(build, model_dirs))
     t0 = time.time()
     if train is None:  # zero-shot: no labelled data at all
         valid = clf.evaluate(splits['valid'])
@@ -56,6 +70,17 @@ def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, epo
         valid, epoch = result['valid_acc'], result['epoch']
     return {'valid': valid, 'test': clf.evaluate(splits['test']), 'epoch': epoch,
             'seconds': time.time() - t0}
+
+
+def _fit_positions(build: dict, model_dirs: Dict[str, Optional[str]]) -> dict:
+    """`build` with its maxlen cut to the model's max_position_embeddings (tiny test models)."""
+    if 'maxlen' not in build:
+        return build
+    from ptuning_tf.checkpoint import read_config
+    from ptuning_tf.models import BackboneSpec
+    spec = BackboneSpec.resolve(model_dirs.get(build['kind']), kind=build['kind'])
+    positions = read_config(spec.config_path).get('max_position_embeddings', 512)
+    return dict(build, maxlen=min(build['maxlen'], positions))
 
 
 def summarize(method: str, model: str, dataset: str, frac: float, seeds: List, runs: List[dict],

@@ -84,6 +84,15 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
     with tempfile.TemporaryDirectory() as tmp:
         path = save_prompt(clf, os.path.join(tmp, 'prompt.npz'))
         add('prompt_artifact_size', os.path.getsize(path) / 1024, 'KB')
+    for head in ('verbalizer', 'linear'):  # P-tuning v2 saves L x m x H floats (+ the head)
+        keras.backend.clear_session()
+        deep = PromptClassifier.build(model_dir, kind='bert', method='ptuning_v2', prompt_length=20,
+                                      head=head)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_prompt(deep, os.path.join(tmp, 'prompt.npz'))
+            add('prompt_artifact_size_ptuning_v2_20_%s' % head, os.path.getsize(path) / 1024, 'KB')
+        add('trainable_parameters_ptuning_v2_20_%s' % head,
+            sum(int(np.prod(w.shape)) for w in deep.model.trainable_weights), 'parameters')
     if clf.spec and clf.spec.checkpoint_path:
         add('model_checkpoint_size', _dir_bytes(os.path.dirname(clf.spec.checkpoint_path)) / 1024 / 1024, 'MB')
     return rows

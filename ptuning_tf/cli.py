@@ -48,6 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--no-aux-loss', action='store_true', help='train on the label word only')
     g.add_argument('--whole-word-mask', action='store_true', help='auxiliary masking by jieba words (BERT)')
     g.add_argument('--maxlen', type=int, default=128, help='maximum tokens, template included; texts are cut to fit')
+    g.add_argument('--method', choices=['ptuning', 'ptuning_v2'], default='ptuning',
+                   help='ptuning: learned prompt tokens at the input (v1); ptuning_v2: learned '
+                        'prompt vectors at every layer (deep prompts), the model frozen')
+    g.add_argument('--prompt-length', type=int,
+                   help='ptuning_v2: prompt vectors per layer (default 20; ~20 for simple '
+                        'classification, ~100 for hard tasks); the pattern defaults to them '
+                        'followed by {mask}{text} (bert) or {text}{mask} (gpt)')
+    g.add_argument('--head', choices=['verbalizer', 'linear'], default='verbalizer',
+                   help='ptuning_v2: verbalizer = MLM/LM label words (--label-words); linear = '
+                        'a Dense layer on [CLS] (bert) or the last token (gpt), trained with the prompts')
+    g.add_argument('--prompt-encoder', choices=['none', 'mlp', 'lstm'], default='none',
+                   help='ptuning: reparameterise the prompt rows during training with an MLP or '
+                        'the paper\'s BiLSTM+MLP; the saved prompt holds the computed rows')
+    g.add_argument('--reparameterize', action='store_true',
+                   help='ptuning_v2: compute all layers\' prompts with an MLP during training '
+                        '(folded into plain prompts when saved)')
     g = t.add_argument_group('training')
     g.add_argument('--labeled-frac', type=float, default=0.01, help='fraction of train used as labels')
     g.add_argument('--k-per-class', type=int, help='instead of --labeled-frac: k labelled texts per class')
@@ -55,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='seed of the labelled sample (default: the first examples in file order)')
     g.add_argument('--epochs', type=int, default=20, help='passes over the labelled data (see --steps-per-epoch)')
     g.add_argument('--batch-size', type=int, default=32, help='examples per training step')
-    g.add_argument('--lr', type=float, help='default 6e-4 (ptuning) / 1e-5 (finetune)')
+    g.add_argument('--lr', type=float, help='default 6e-4 (ptuning) / 5e-3 (ptuning_v2) / 1e-5 (finetune)')
     g.add_argument('--steps-per-epoch', type=int, help='training steps between evaluations (default: one pass)')
     g.add_argument('--patience', type=int, default=None, help='early stopping on valid accuracy')
     g.add_argument('--seed', type=int, default=0, help='seed of numpy/TF/python for training')
@@ -120,6 +136,16 @@ def cmd_train(args) -> dict:
     from .data import few_shot
     from .prompts import save_prompt
     from .training import PromptClassifier
+    if args.mode == 'finetune' and (args.method != 'ptuning' or args.prompt_encoder != 'none'):
+        raise UsageError('--mode finetune trains every weight; --method ptuning_v2 and '
+                         '--prompt-encoder are P-tuning options')
+    if args.method == 'ptuning' and (args.prompt_length is not None or args.head != 'verbalizer'
+                                     or args.reparameterize):
+        raise UsageError('--prompt-length, --head and --reparameterize need --method ptuning_v2')
+    if args.method == 'ptuning_v2' and args.prompt_encoder != 'none':
+        raise UsageError('--prompt-encoder is for --method ptuning; ptuning_v2 has --reparameterize')
+    if args.prompt_length is not None and args.prompt_length < 1:
+        raise UsageError('--prompt-length must be at least 1')
     try:
         os.makedirs(args.out, exist_ok=True)
         probe = os.path.join(args.out, '.write-test')
@@ -133,6 +159,8 @@ def cmd_train(args) -> dict:
     clf = PromptClassifier.build(kind=args.kind, mode=args.mode, pattern=args.pattern,
                                  label_words=args.label_words.split(','), maxlen=args.maxlen,
                                  aux_loss=not args.no_aux_loss, whole_word_mask=args.whole_word_mask,
+                                 method=args.method, prompt_length=args.prompt_length, head=args.head,
+                                 prompt_encoder=args.prompt_encoder, reparameterize=args.reparameterize,
                                  **_build_kwargs(args))
     result = clf.fit(labeled, splits['valid'] or None, splits['test'] or None, epochs=args.epochs,
                      batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
@@ -141,10 +169,17 @@ def cmd_train(args) -> dict:
     metrics = {'valid_acc': result.get('valid_acc'), 'test_acc': result.get('test_acc'),
                'best_epoch': result.get('epoch'), 'labeled': len(labeled), 'seed': args.seed,
                'sample_seed': args.sample_seed, 'seconds': round(result['seconds'], 1),
-               'kind': args.kind, 'mode': args.mode, 'history': result['history']}
+               'kind': args.kind, 'mode': args.mode, 'method': args.method,
+               'history': result['history']}
+    if args.method == 'ptuning_v2':
+        metrics.update(prompt_length=clf.config.prompt_length, head=args.head,
+                       reparameterize=args.reparameterize)
+    elif args.mode == 'ptuning':
+        metrics['prompt_encoder'] = args.prompt_encoder
     from .checkpoint import atomic_write_text
     if args.mode == 'ptuning':
         metrics['prompt'] = save_prompt(clf, os.path.join(args.out, 'prompt.npz'))
+        metrics['prompt_bytes'] = os.path.getsize(metrics['prompt'])
     atomic_write_text(os.path.join(args.out, 'metrics.json'), json.dumps(metrics, indent=2, ensure_ascii=False))
     print(json.dumps({k: v for k, v in metrics.items() if k != 'history'}, ensure_ascii=False))
     return metrics

@@ -17,6 +17,9 @@ from .layers import DEFAULT_PROMPT_IDS, CausalMask, PtuningEmbedding
 
 MODES = ('ptuning', 'finetune')
 KINDS = ('bert', 'gpt')
+PROMPT_METHODS = ('ptuning', 'ptuning_v2')  # v1: input prompt rows; v2: deep prompts (deep.py)
+HEADS = ('verbalizer', 'linear')
+PROMPT_ENCODERS = ('none', 'mlp', 'lstm')  # v1 training-time reparameterisation (encoders.py)
 
 
 @dataclass
@@ -55,12 +58,38 @@ class PtuningConfig:
     mode: str = 'ptuning'
     trainable_ids: Sequence[int] = field(default_factory=lambda: list(DEFAULT_PROMPT_IDS))
     dropout: Optional[float] = None  # None keeps the checkpoint's value
+    method: str = 'ptuning'  # 'ptuning_v2': m trainable vectors at every layer
+    prompt_length: int = 20  # ptuning_v2 only: prompt vectors per layer
+    head: str = 'verbalizer'  # ptuning_v2 only: 'linear' = Dense on [CLS] (last token for GPT)
+    prompt_encoder: str = 'none'  # ptuning only: 'mlp'/'lstm' reparameterise the prompt rows
+    reparameterize: bool = False  # ptuning_v2 only: MLP over the per-layer prompts in training
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError('kind must be one of %s, got %r' % (KINDS, self.kind))
         if self.mode not in MODES:
             raise ValueError('mode must be one of %s, got %r' % (MODES, self.mode))
+        for name, value, allowed in (('method', self.method, PROMPT_METHODS),
+                                     ('head', self.head, HEADS),
+                                     ('prompt_encoder', self.prompt_encoder, PROMPT_ENCODERS)):
+            if value not in allowed:
+                raise ValueError('%s must be one of %s, got %r' % (name, allowed, value))
+        # every option below changes what is trained, so a silently ignored one would
+        # make a run mean something other than what its configuration says
+        if self.method == 'ptuning_v2':
+            if self.mode != 'ptuning':
+                raise ValueError("method 'ptuning_v2' trains prompts only; use mode='ptuning'")
+            if self.prompt_length < 1:
+                raise ValueError('prompt_length must be >= 1, got %r' % self.prompt_length)
+            if self.prompt_encoder != 'none':
+                raise ValueError("prompt_encoder is for P-tuning v1; ptuning_v2 uses reparameterize")
+        else:
+            if self.head != 'verbalizer':
+                raise ValueError("head='linear' needs method='ptuning_v2'")
+            if self.reparameterize:
+                raise ValueError("reparameterize needs method='ptuning_v2' (v1: prompt_encoder)")
+            if self.prompt_encoder != 'none' and self.mode != 'ptuning':
+                raise ValueError('a prompt encoder only exists in P-tuning, not in %r mode' % self.mode)
 
 
 def default_model_dir(kind: str) -> str:
@@ -95,16 +124,19 @@ class CausalBERT(BERT):
 
 def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 'bert',
                       with_mlm='linear', trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
-                      dropout: Optional[float] = None):
+                      dropout: Optional[float] = None, model_class=None,
+                      embedding_class=PtuningEmbedding, **model_kwargs):
     """A bert4keras Transformer (not yet frozen) with a `PtuningEmbedding` for tokens.
 
     `with_mlm='linear'` gives logits; the losses apply the softmax themselves.
+    `model_class`/`embedding_class` (and `model_kwargs` for the model class) let the
+    deep-prompt and prompt-encoder variants reuse this one checkpoint-loading path.
     """
     if kind not in KINDS:
         raise ValueError('kind must be one of %s, got %r' % (KINDS, kind))
     if checkpoint_path is not None:
         check_checkpoint(checkpoint_path, config)
-    embedding = PtuningEmbedding(
+    embedding = embedding_class(
         input_dim=config['vocab_size'],
         output_dim=config.get('embedding_size') or config['hidden_size'],
         embeddings_initializer=TruncatedNormal(stddev=0.02),
@@ -114,8 +146,9 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 
         kwargs['hidden_dropout_prob'] = kwargs['attention_probs_dropout_prob'] = dropout
     if kind == 'gpt':
         kwargs['segment_vocab_size'] = 0  # NEZHA-GPT style: no segment input
+    kwargs.update(model_kwargs)
     return build_transformer_model(
-        None, checkpoint_path, model=CausalBERT if kind == 'gpt' else 'bert',
+        None, checkpoint_path, model=model_class or (CausalBERT if kind == 'gpt' else 'bert'),
         with_mlm=with_mlm, return_keras_model=False,
         layers={'Embedding-Token': embedding}, **kwargs)
 
@@ -134,9 +167,16 @@ def build_model(spec: BackboneSpec, config: Optional[PtuningConfig] = None) -> T
     """
     config = config or PtuningConfig()
     model_config = read_config(spec.config_path)
+    if config.method == 'ptuning_v2':
+        from .deep import build_deep_transformer
+        return build_deep_transformer(model_config, spec.checkpoint_path, config), model_config
+    extra = {}
+    if config.prompt_encoder != 'none':
+        from .encoders import encoder_embedding_class
+        extra['embedding_class'] = encoder_embedding_class(config.prompt_encoder)
     ids = list(config.trainable_ids) if config.mode == 'ptuning' else None
     transformer = build_transformer(model_config, spec.checkpoint_path, config.kind,
-                                    trainable_ids=ids, dropout=config.dropout)
+                                    trainable_ids=ids, dropout=config.dropout, **extra)
     if config.mode == 'ptuning':
         freeze_all_but_prompts(transformer)
     return transformer, model_config

@@ -3,6 +3,11 @@
 The artifact is one `.npz` file: the learned embedding rows, their ids, and a JSON
 record of the template, label words, model kind and a fingerprint of the base
 checkpoint, so a prompt is never silently applied to a different model.
+
+A prompt encoder (v1) is folded before saving: the file holds the rows it computed,
+in the v1 format, and reloads into a plain classifier. P-tuning v2 files
+(`ptuning_tf.prompt/2`) hold the per-layer prompts [L, m, H] (reparameterisation
+folded) and, with a linear head, its kernel and bias.
 """
 import io
 import json
@@ -11,12 +16,15 @@ import tempfile
 from typing import Optional
 
 import numpy as np
+from tensorflow import errors as tf_errors
 
 from . import __version__
 from .checkpoint import CheckpointError, fingerprint
 from .training import PromptClassifier
 
-FORMAT = 'ptuning_tf.prompt/1'
+FORMAT = 'ptuning_tf.prompt/1'  # input prompt rows (P-tuning v1, encoder folded)
+DEEP_FORMAT = 'ptuning_tf.prompt/2'  # per-layer prompts (+ linear head) of P-tuning v2
+REQUIRED = {FORMAT: ('rows', 'ids'), DEEP_FORMAT: ('prompts', 'ids')}
 
 
 class PromptFileError(ValueError):
@@ -27,17 +35,26 @@ def save_prompt(classifier: PromptClassifier, path: str, extra: Optional[dict] =
     """Write the learned prompt rows and their metadata atomically; returns the path."""
     if classifier.config.mode != 'ptuning':
         raise PromptFileError('only P-tuning learns a prompt; a fine-tuned model must be saved whole')
+    config = classifier.config
     meta = {
-        'format': FORMAT, 'version': __version__, 'kind': classifier.config.kind,
+        'format': FORMAT, 'version': __version__, 'kind': config.kind,
         'template': classifier.template.config(), 'trainable_ids': classifier.template.prompt_ids,
         'aux_loss': classifier.aux_loss, 'whole_word_mask': classifier.whole_word_mask,
         'base_fingerprint': fingerprint(classifier.spec.checkpoint_path)
         if classifier.spec and classifier.spec.checkpoint_path else None,
+        'method': config.method,
     }
+    if config.method == 'ptuning_v2':
+        arrays = classifier.prompt_arrays()
+        meta.update(format=DEEP_FORMAT, prompt_length=config.prompt_length, head=config.head,
+                    trained_reparameterized=config.reparameterize)
+    else:
+        arrays = {'rows': classifier.prompt_rows().astype('float32')}
+        meta['trained_prompt_encoder'] = config.prompt_encoder  # folded: informative only
     meta.update(extra or {})
     buffer = io.BytesIO()
-    np.savez(buffer, rows=classifier.prompt_rows().astype('float32'),
-             ids=np.array(classifier.template.prompt_ids, 'int32'), meta=np.array(json.dumps(meta)))
+    np.savez(buffer, ids=np.array(classifier.template.prompt_ids, 'int32'),
+             meta=np.array(json.dumps(meta)), **arrays)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
@@ -55,18 +72,29 @@ def save_prompt(classifier: PromptClassifier, path: str, extra: Optional[dict] =
     return path
 
 
-def read_prompt(path: str):
-    """(rows, ids, meta) of a prompt file, checked."""
+def read_prompt_arrays(path: str):
+    """(arrays by name, meta) of a prompt file of either format, checked."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            rows, ids, meta = data['rows'], data['ids'], json.loads(str(data['meta']))
+            meta = json.loads(str(data['meta']))
+            arrays = {name: data[name] for name in data.files if name != 'meta'}
     except FileNotFoundError:
         raise PromptFileError('prompt file not found: %s' % path) from None
     except (OSError, ValueError, KeyError) as e:
         raise PromptFileError('%s is not a ptuning_tf prompt file: %s' % (path, e)) from None
-    if meta.get('format') != FORMAT:
-        raise PromptFileError('%s has format %r, expected %r' % (path, meta.get('format'), FORMAT))
-    return rows, ids, meta
+    if not isinstance(meta, dict) or meta.get('format') not in REQUIRED:
+        found = meta.get('format') if isinstance(meta, dict) else None
+        raise PromptFileError('%s has format %r, expected %r' % (path, found, FORMAT))
+    missing = [name for name in REQUIRED[meta['format']] if name not in arrays]
+    if missing:
+        raise PromptFileError('%s is not a ptuning_tf prompt file: no %s' % (path, ', '.join(missing)))
+    return arrays, meta
+
+
+def read_prompt(path: str):
+    """(rows, ids, meta) of a prompt file, checked; v2 `rows` are the prompts [L, m, H]."""
+    arrays, meta = read_prompt_arrays(path)
+    return arrays.get('rows', arrays.get('prompts')), arrays['ids'], meta
 
 
 def load_prompt(path: str, model_dir: Optional[str] = None, strict: bool = True,
@@ -76,13 +104,17 @@ def load_prompt(path: str, model_dir: Optional[str] = None, strict: bool = True,
     `model_dir` (or explicit config/checkpoint/vocab paths in `build_kwargs`) must be
     the base model the prompt was trained on; `strict` checks its fingerprint.
     """
-    rows, ids, meta = read_prompt(path)
+    arrays, meta = read_prompt_arrays(path)
+    ids = arrays['ids']
     template = meta['template']
+    deep = {}
+    if meta['format'] == DEEP_FORMAT:  # folded: inference needs no reparameterisation
+        deep = dict(method='ptuning_v2', prompt_length=meta['prompt_length'], head=meta['head'])
     classifier = PromptClassifier.build(
         model_dir, kind=meta['kind'], pattern=template['pattern'],
         label_words=template['label_words'], prompt_ids=template['prompt_ids'],
         maxlen=template['maxlen'], aux_loss=meta.get('aux_loss', True),
-        whole_word_mask=meta.get('whole_word_mask', False), **build_kwargs)
+        whole_word_mask=meta.get('whole_word_mask', False), **deep, **build_kwargs)
     expected = meta.get('base_fingerprint')
     if strict and expected and classifier.spec.checkpoint_path:
         try:
@@ -95,5 +127,11 @@ def load_prompt(path: str, model_dir: Optional[str] = None, strict: bool = True,
                                   % (path, expected, actual))
     if list(ids) != list(classifier.template.prompt_ids):
         raise PromptFileError('%s: prompt ids %s do not match the template' % (path, list(ids)))
-    classifier.set_prompt_rows(rows)
+    try:
+        if deep:
+            classifier.set_prompt_arrays(arrays)
+        else:
+            classifier.set_prompt_rows(arrays['rows'])
+    except (ValueError, tf_errors.InvalidArgumentError) as e:  # shapes of another model size
+        raise PromptFileError('%s does not fit this base model: %s' % (path, e)) from None
     return classifier

@@ -121,16 +121,39 @@ class PromptClassifier:
               prompt_ids: Optional[Sequence[int]] = None, maxlen: int = 128,
               aux_loss: bool = True, whole_word_mask: bool = False,
               config_path: Optional[str] = None, checkpoint_path: Optional[str] = None,
-              vocab_path: Optional[str] = None, dropout: Optional[float] = None) -> 'PromptClassifier':
-        """Everything from a model directory (or explicit files; default: the shipped mini model)."""
+              vocab_path: Optional[str] = None, dropout: Optional[float] = None,
+              method: str = 'ptuning', prompt_length: Optional[int] = None,
+              head: str = 'verbalizer', prompt_encoder: str = 'none',
+              reparameterize: bool = False) -> 'PromptClassifier':
+        """Everything from a model directory (or explicit files; default: the shipped mini model).
+
+        `method='ptuning_v2'`: deep prompts of `prompt_length` (default 20) vectors per
+        layer, optionally `reparameterize`d, with `head='verbalizer'` or `'linear'`
+        (deep.py). `prompt_encoder='mlp'|'lstm'`: P-tuning v1 with the paper's encoder
+        (encoders.py). Returns the matching subclass.
+        """
         spec = BackboneSpec.resolve(model_dir, config_path, checkpoint_path, vocab_path, kind)
         tokenizer = Tokenizer(spec.vocab_path, do_lower_case=True)
+        if method == 'ptuning_v2':
+            from .deep import deep_template_args
+            pattern, prompt_ids, prompt_length = deep_template_args(kind, pattern, prompt_ids,
+                                                                    prompt_length)
+        elif prompt_length is not None:
+            raise ValueError("prompt_length is for method='ptuning_v2'; P-tuning v1 counts the "
+                             '{p} of its pattern')
+        config = PtuningConfig(kind=kind, mode=mode, dropout=dropout, method=method,
+                               prompt_length=prompt_length or 20, head=head,
+                               prompt_encoder=prompt_encoder, reparameterize=reparameterize)
         template = Template(tokenizer, kind, pattern, label_words, prompt_ids, maxlen)
-        config = PtuningConfig(kind=kind, mode=mode, trainable_ids=template.prompt_ids or [1],
-                               dropout=dropout)
+        config.trainable_ids = template.prompt_ids or [1]
         _check_vocab_size(tokenizer, spec, maxlen)
         transformer, _ = build_model(spec, config)
-        return cls(transformer, template, config, spec, aux_loss, whole_word_mask)
+        klass = cls
+        if method == 'ptuning_v2':
+            from .deep import DeepPromptClassifier as klass
+        elif prompt_encoder != 'none':
+            from .encoders import EncodedPromptClassifier as klass
+        return klass(transformer, template, config, spec, aux_loss, whole_word_mask)
 
     # ---- encoding -------------------------------------------------------------------
     def model_inputs(self, token_ids: np.ndarray):
@@ -174,7 +197,7 @@ class PromptClassifier:
         """
         set_seed(seed)
         if learning_rate is None:
-            learning_rate = 6e-4 if self.config.mode == 'ptuning' else 1e-5
+            learning_rate = self.default_learning_rate()
         self.compile(learning_rate)
         batches = self.batches(train, batch_size, True, seed)
         evaluator = Evaluator(self, valid, test, patience, log) if valid else None
@@ -186,6 +209,10 @@ class PromptClassifier:
         result.update(seconds=time.time() - t0, history=evaluator.history if evaluator
                       else [{'epoch': i + 1, 'loss': l} for i, l in enumerate(history.history['loss'])])
         return result
+
+    def default_learning_rate(self) -> float:
+        """The reference's Adam rates: 6e-4 for P-tuning, 1e-5 for fine-tuning."""
+        return 6e-4 if self.config.mode == 'ptuning' else 1e-5
 
     # ---- state ----------------------------------------------------------------------
     @property
@@ -213,6 +240,10 @@ class PromptClassifier:
             self.model.set_weights(state)
 
     # ---- inference ------------------------------------------------------------------
+    def read_position(self, encoded) -> int:
+        """Where the scores are read: the label slot (a linear head may read elsewhere)."""
+        return self.template.prediction_position(encoded)
+
     def _slot_logits(self, token_ids, positions):
         inputs = [token_ids] if self.config.kind == 'gpt' else [token_ids, tf.zeros_like(token_ids)]
         hidden = self._encoder(inputs, training=False)
@@ -234,7 +265,7 @@ class PromptClassifier:
         for start in progress_bar(starts, desc='predict', disable=None if progress else True):
             idx = order[start:start + batch_size]
             ids = pad([encoded[i].token_ids for i in idx])
-            pos = np.array([self.template.prediction_position(encoded[i]) for i in idx], 'int32')
+            pos = np.array([self.read_position(encoded[i]) for i in idx], 'int32')
             logits = self._scores(tf.constant(ids), tf.constant(pos)).numpy()
             out[idx] = tf.nn.softmax(logits, -1).numpy()
         return out
