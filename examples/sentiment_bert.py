@@ -28,12 +28,28 @@ def parse_args():
     p.add_argument('--mode', default='ptuning', choices=['ptuning', 'finetune'])
     p.add_argument('--no-aux-loss', action='store_true', help='label word loss only')
     p.add_argument('--whole-word-mask', action='store_true', help='auxiliary masking by jieba words')
+    p.add_argument('--method', default='ptuning', choices=['ptuning', 'ptuning_v2'],
+                   help='ptuning_v2: deep prompts (trainable vectors at every layer), model frozen')
+    p.add_argument('--prompt-length', type=int, default=20, help='ptuning_v2: prompt vectors per layer')
+    p.add_argument('--head', default='verbalizer', choices=['verbalizer', 'linear'],
+                   help='ptuning_v2: label words, or a Dense layer on the [CLS] state')
+    p.add_argument('--reparameterize', action='store_true', help='ptuning_v2: MLP over the prompts in training')
+    p.add_argument('--prompt-encoder', default='none', choices=['none', 'mlp', 'lstm'],
+                   help="ptuning: the paper's prompt encoder (training only; the saved prompt holds its rows)")
     p.add_argument('--epochs', type=int, default=20)
     p.add_argument('--steps-per-epoch', type=int, default=None)
     p.add_argument('--patience', type=int, default=5)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='outputs/sentiment_bert')
     return p.parse_args()
+
+
+def method_kwargs(args) -> dict:
+    """P-tuning v1 (optionally with a prompt encoder) or v2; v2 keeps v1's text budget."""
+    if args.method == 'ptuning':
+        return dict(maxlen=128, prompt_encoder=args.prompt_encoder)
+    return dict(maxlen=args.prompt_length + 120, method='ptuning_v2', prompt_length=args.prompt_length,
+                head=args.head, reparameterize=args.reparameterize)
 
 
 def main():
@@ -46,11 +62,12 @@ def main():
     print('%d labelled of %d training texts; %d valid, %d test'
           % (len(labeled), len(data['train']), len(data['valid']), len(data['test'])))
 
-    clf = PromptClassifier.build(args.model_dir, kind='bert', mode=args.mode, maxlen=128,
+    clf = PromptClassifier.build(args.model_dir, kind='bert', mode=args.mode,
                                  label_words=('不', '很'), aux_loss=not args.no_aux_loss,
-                                 whole_word_mask=args.whole_word_mask)
+                                 whole_word_mask=args.whole_word_mask, **method_kwargs(args))
+    # learning rate: the library's default, 6e-4 (P-tuning), 5e-3 (v2), 1e-5 (fine-tuning)
     best = clf.fit(labeled, data['valid'], data['test'], epochs=args.epochs, batch_size=32,
-                   learning_rate=6e-4 if args.mode == 'ptuning' else 1e-5, seed=args.seed,
+                   learning_rate=None, seed=args.seed,
                    patience=args.patience, steps_per_epoch=args.steps_per_epoch, log=print)
     print('best epoch %s: valid acc %s, test acc %s'
           % (best.get('epoch'), best.get('valid_acc'), best.get('test_acc')))

@@ -27,12 +27,28 @@ def parse_args():
     p.add_argument('--sample-seed', type=int, default=None,
                    help='seed of the 1%% sample (default: the first 1%% of the file, as published)')
     p.add_argument('--label-only', action='store_true', help='loss on the label word only (no LM loss)')
+    p.add_argument('--method', default='ptuning', choices=['ptuning', 'ptuning_v2'],
+                   help='ptuning_v2: deep prompts (trainable vectors at every layer), model frozen')
+    p.add_argument('--prompt-length', type=int, default=20, help='ptuning_v2: prompt vectors per layer')
+    p.add_argument('--head', default='verbalizer', choices=['verbalizer', 'linear'],
+                   help='ptuning_v2: label words, or a Dense layer on the last token')
+    p.add_argument('--reparameterize', action='store_true', help='ptuning_v2: MLP over the prompts in training')
+    p.add_argument('--prompt-encoder', default='none', choices=['none', 'mlp', 'lstm'],
+                   help="ptuning: the paper's prompt encoder (training only; the saved prompt holds its rows)")
     p.add_argument('--epochs', type=int, default=20)
     p.add_argument('--steps-per-epoch', type=int, default=None)
     p.add_argument('--patience', type=int, default=5)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='outputs/sentiment_gpt')
     return p.parse_args()
+
+
+def method_kwargs(args) -> dict:
+    """P-tuning v1 (optionally with a prompt encoder) or v2; v2 keeps v1's text budget."""
+    if args.method == 'ptuning':
+        return dict(maxlen=128, prompt_encoder=args.prompt_encoder)
+    return dict(maxlen=args.prompt_length + 120, method='ptuning_v2', prompt_length=args.prompt_length,
+                head=args.head, reparameterize=args.reparameterize)
 
 
 def main():
@@ -45,10 +61,11 @@ def main():
     print('%d labelled of %d training texts; %d valid, %d test'
           % (len(labeled), len(data['train']), len(data['valid']), len(data['test'])))
 
-    clf = PromptClassifier.build(args.model_dir, kind='gpt', maxlen=128, label_words=('不', '很'),
-                                 aux_loss=not args.label_only)
+    clf = PromptClassifier.build(args.model_dir, kind='gpt', label_words=('不', '很'),
+                                 aux_loss=not args.label_only, **method_kwargs(args))
+    # learning rate: the library's default, 6e-4 (P-tuning) or 5e-3 (v2)
     best = clf.fit(labeled, data['valid'], data['test'], epochs=args.epochs, batch_size=32,
-                   learning_rate=6e-4, seed=args.seed, patience=args.patience,
+                   learning_rate=None, seed=args.seed, patience=args.patience,
                    steps_per_epoch=args.steps_per_epoch, log=print)
     print('best epoch %s: valid acc %s, test acc %s'
           % (best.get('epoch'), best.get('valid_acc'), best.get('test_acc')))
