@@ -99,13 +99,20 @@ class Template:
                                 % (what, word, tokens))
         return self.tokenizer.token_to_id(tokens[0])
 
+    def _literal_ids(self, literal: str) -> List[int]:
+        """Token ids of literal template text; a character the vocabulary lacks is an error."""
+        ids = self.tokenizer.encode(literal)[0][1:-1]
+        if self.tokenizer._token_unk_id in ids:
+            raise TemplateError('template text %r has characters outside the vocabulary '
+                                '(they would become [UNK])' % literal)
+        return ids
+
     def _compile(self) -> List[Tuple[str, List[int]]]:
         """Split the pattern into ('prompt'|'mask'|'text'|'literal', ids) segments."""
         segments, prompt_iter, last = [], iter(self.prompt_ids), 0
         for m in PIECE.finditer(self.pattern):
             if m.start() > last:
-                literal = self.pattern[last:m.start()]
-                segments.append(('literal', self.tokenizer.encode(literal)[0][1:-1]))
+                segments.append(('literal', self._literal_ids(self.pattern[last:m.start()])))
             piece = m.group()
             if piece == '{p}':
                 segments.append(('prompt', [next(prompt_iter)]))
@@ -115,7 +122,7 @@ class Template:
                 segments.append(('text', []))
             last = m.end()
         if last < len(self.pattern):
-            segments.append(('literal', self.tokenizer.encode(self.pattern[last:])[0][1:-1]))
+            segments.append(('literal', self._literal_ids(self.pattern[last:])))
         return segments
 
     def text_token_ids(self, text: str) -> List[int]:
