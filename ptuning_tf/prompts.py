@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from typing import Optional
 
 import numpy as np
@@ -80,7 +81,7 @@ def read_prompt_arrays(path: str):
             arrays = {name: data[name] for name in data.files if name != 'meta'}
     except FileNotFoundError:
         raise PromptFileError('prompt file not found: %s' % path) from None
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated/empty too
         raise PromptFileError('%s is not a ptuning_tf prompt file: %s' % (path, e)) from None
     if not isinstance(meta, dict) or meta.get('format') not in REQUIRED:
         found = meta.get('format') if isinstance(meta, dict) else None
