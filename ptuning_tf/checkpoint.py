@@ -22,8 +22,11 @@ class CheckpointError(ValueError):
 def _atomic_dir_write(final_dir: str, write_into) -> None:
     """Write a directory next to its destination, then rename it into place."""
     parent = os.path.dirname(os.path.abspath(final_dir)) or '.'
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.tmp-', dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix='.tmp-', dir=parent)
+    except OSError as e:
+        raise CheckpointError('cannot write %s: %s' % (final_dir, e.strerror or e)) from e
     os.chmod(tmp, 0o755)
     try:
         write_into(tmp)
@@ -34,8 +37,10 @@ def _atomic_dir_write(final_dir: str, write_into) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, final_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise CheckpointError('cannot write %s: %s' % (final_dir, e.strerror or e)) from e
         raise
 
 
