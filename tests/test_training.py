@@ -1,9 +1,15 @@
 """PromptClassifier: Keras fit with callbacks, best-valid restore, predictions, seeds."""
+import random
+
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
-from ptuning_tf import PromptClassifier
+from ptuning_tf import PromptClassifier, set_seed
+from ptuning_tf.training import Evaluator
+
+TEXTS = ['很好', '质量好价格便宜服务很好' * 3, '差', '送货快，满意，推荐', '不会再买了', '一般般吧，还可以']
 
 
 @pytest.fixture(scope='module')
@@ -11,59 +17,173 @@ def clf(tiny_bert_dir):
     return PromptClassifier.build(tiny_bert_dir, maxlen=32)
 
 
-def test_fit_uses_keras_callbacks_and_reports_each_epoch(clf, tiny_examples):
-    seen = []
-    callback = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(dict(logs)))
+def test_fit_uses_keras_callbacks_and_restores_the_best_prompt(clf, tiny_examples):
+    start = clf.prompt_rows()
+    seen, rows_after_epoch = [], []
+
+    def on_epoch_end(epoch, logs):
+        seen.append(dict(logs))
+        rows_after_epoch.append(clf.prompt_rows())
+    history = keras.callbacks.History()
+    callback = keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
     messages = []
-    result = clf.fit(tiny_examples, tiny_examples[:6], tiny_examples[6:], epochs=3, batch_size=4,
-                     learning_rate=5e-2, callbacks=[callback], verbose=0, log=messages.append)
-    assert len(seen) == 3 and all('loss' in logs and 'valid_acc' in logs for logs in seen)
+    valid, test = tiny_examples[::2], tiny_examples[1::2]
+    result = clf.fit(tiny_examples, valid, test, epochs=3, batch_size=4, learning_rate=5e-2,
+                     callbacks=[callback, history], verbose=0, log=messages.append)
+    # the standard callbacks ran inside model.fit and see the evaluator's accuracies
+    assert len(seen) == 3 and history.epoch == [0, 1, 2]
+    for logs in seen:
+        assert {'loss', 'valid_acc', 'test_acc'} <= set(logs) and np.isfinite(logs['loss'])
+        assert 0 <= logs['valid_acc'] <= 1 and 0 <= logs['test_acc'] <= 1
+    assert history.history['valid_acc'] == [logs['valid_acc'] for logs in seen]
+    # one report per epoch with both accuracies
     assert [h['epoch'] for h in result['history']] == [1, 2, 3]
-    assert len(messages) == 3 and 'valid_acc' in messages[0]
-    best = max(result['history'], key=lambda h: h['valid_acc'])
-    assert result['valid_acc'] == best['valid_acc']
-    # the best-valid prompt is the one in the model at the end
-    assert clf.evaluate(tiny_examples[:6]) == pytest.approx(result['valid_acc'])
+    assert [h['valid_acc'] for h in result['history']] == history.history['valid_acc']
+    assert [h['test_acc'] for h in result['history']] == history.history['test_acc']
+    assert len(messages) == 3 and all('valid_acc=' in m and 'test_acc=' in m for m in messages)
+    # the best-valid epoch (the first of equals) is reported and its prompt is in the model
+    accs = [h['valid_acc'] for h in result['history']]
+    best = accs.index(max(accs))
+    assert result['epoch'] == best + 1 and result['valid_acc'] == accs[best]
+    assert result['test_acc'] == result['history'][best]['test_acc'] and result['seconds'] > 0
+    assert not np.array_equal(rows_after_epoch[0], start)
+    np.testing.assert_array_equal(clf.prompt_rows(), rows_after_epoch[best])
+    assert clf.evaluate(valid) == pytest.approx(result['valid_acc'])
 
 
-def test_early_stopping(tiny_bert_dir, tiny_examples):
-    clf = PromptClassifier.build(tiny_bert_dir, maxlen=32)
+class _ScriptedClassifier:
+    """Stands in for a classifier: scripted accuracies, the epoch number as its 'state'."""
+
+    def __init__(self, accuracies):
+        self.accuracies, self.epoch, self.restored = list(accuracies), 0, None
+
+    def evaluate(self, examples):
+        self.epoch += 1
+        return self.accuracies[self.epoch - 1]
+
+    def trainable_state(self):
+        return 'state after epoch %d' % self.epoch
+
+    def set_trainable_state(self, state):
+        self.restored = state
+
+
+def test_evaluator_keeps_and_restores_the_best_valid_state():
+    stub = _ScriptedClassifier([0.5, 0.9, 0.7, 0.9])
+    model = keras.Sequential()
+    evaluator = Evaluator(stub, valid=[('x', 0)], log=lambda m: None)
+    evaluator.set_model(model)
+    for epoch in range(4):
+        logs = {'loss': 1.0}
+        evaluator.on_epoch_end(epoch, logs)
+        assert logs['valid_acc'] == stub.accuracies[epoch] and 'test_acc' not in logs
+    evaluator.on_train_end()
+    assert stub.restored == 'state after epoch 2'  # a later tie does not replace the best
+    assert evaluator.best == {'epoch': 2, 'loss': 1.0, 'valid_acc': 0.9, 'test_acc': None}
+    assert not model.stop_training
+
+
+def test_evaluator_patience_stops_training():
+    stub = _ScriptedClassifier([0.5, 0.9, 0.7, 0.8])
+    model = keras.Sequential()
+    evaluator = Evaluator(stub, valid=[('x', 0)], patience=2, log=lambda m: None)
+    evaluator.set_model(model)
+    stops = []
+    for epoch in range(4):
+        evaluator.on_epoch_end(epoch, {})
+        stops.append(bool(model.stop_training))
+    assert stops == [False, False, False, True]  # two epochs without improving on epoch 2
+
+
+def test_early_stopping_in_fit(clf, tiny_examples):
+    rows = clf.prompt_rows()
     result = clf.fit(tiny_examples, tiny_examples, epochs=30, batch_size=4, learning_rate=1e-9,
                      patience=2, verbose=0, log=lambda m: None)
-    assert len(result['history']) < 30
+    assert 3 <= len(result['history']) < 30
+    clf.set_prompt_rows(rows)
+
+
+def test_fit_without_validation_reports_losses(clf, tiny_examples):
+    rows = clf.prompt_rows()
+    result = clf.fit(tiny_examples, epochs=2, batch_size=5, learning_rate=1e-2, verbose=0)
+    assert result['epoch'] == 2 and [h['epoch'] for h in result['history']] == [1, 2]
+    assert all(np.isfinite(h['loss']) and h['loss'] > 0 for h in result['history'])
+    clf.set_prompt_rows(rows)
 
 
 def test_predict_returns_labels_and_probabilities(clf):
-    labels, probs = clf.predict(['很好', '太差了', '一般'])
-    assert labels.shape == (3,) and set(labels) <= {0, 1}
+    labels, probs = clf.predict(TEXTS)
+    assert labels.shape == (len(TEXTS),) and set(labels.tolist()) <= {0, 1}
+    assert probs.shape == (len(TEXTS), 2) and np.all(probs >= 0)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(labels, probs.argmax(-1))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match='not one string'):
         clf.predict('很好')
+    with pytest.raises(TypeError, match='not one string'):
+        clf.predict_proba('很好')
+    assert clf.predict_proba([]).shape == (0, 2)
 
 
-def test_dynamic_padding_does_not_change_predictions(clf):
-    texts = ['很好', '质量好价格便宜服务很好' * 3, '差', '送货快，满意，推荐', '不会再买了']
-    batched = clf.predict_proba(texts, batch_size=64)
-    single = np.concatenate([clf.predict_proba([t], batch_size=1) for t in texts])
+def test_probabilities_are_the_label_word_softmax(clf):
+    """predict_proba reads the full MLM output at [MASK] and keeps the two label words."""
+    e = clf.template.encode(TEXTS[3])
+    ids = np.array([e.token_ids])
+    logits = clf.model([ids, np.zeros_like(ids)], training=False).numpy()[0, e.slot]
+    expected = tf.nn.softmax(logits[clf.template.label_ids]).numpy()
+    np.testing.assert_allclose(clf.predict_proba([TEXTS[3]])[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('batch_size', [64, 2])
+def test_length_sorted_batching_does_not_change_predictions(clf, batch_size):
+    batched = clf.predict_proba(TEXTS, batch_size=batch_size)
+    single = np.concatenate([clf.predict_proba([t], batch_size=1) for t in TEXTS])
     np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert len({tuple(np.round(p, 6)) for p in single}) > 1  # not all the same: order matters
 
 
 def test_labels_outside_the_classes_raise(clf):
     with pytest.raises(ValueError, match='outside'):
         clf.fit([('很好', 2)], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match='no training examples'):
+        clf.fit([], epochs=1, verbose=0)
+    with pytest.raises(ValueError, match='no examples'):
+        clf.evaluate([])
+
+
+def test_set_seed_seeds_python_numpy_and_tensorflow():
+    def draw():
+        return random.random(), np.random.rand(), float(tf.random.uniform(()))
+    set_seed(3)
+    a = draw()
+    set_seed(3)
+    assert draw() == a
+    set_seed(4)
+    assert draw() != a
 
 
 def test_same_seed_same_run(tiny_bert_dir, tiny_examples):
-    def run():
-        c = PromptClassifier.build(tiny_bert_dir, maxlen=32)
-        c.fit(tiny_examples, epochs=1, batch_size=4, learning_rate=1e-2, seed=5, verbose=0)
+    # dropout on, so the TensorFlow seed matters as well as the masking seed
+    c = PromptClassifier.build(tiny_bert_dir, maxlen=32, dropout=0.2)
+    start = c.prompt_rows()
+
+    def run(seed, noise):
+        keras.utils.set_random_seed(noise)  # whatever the global state was before, fit reseeds
+        c.set_prompt_rows(start)
+        c.fit(tiny_examples, epochs=1, batch_size=4, learning_rate=1e-2, seed=seed, verbose=0)
         return c.prompt_rows()
-    np.testing.assert_array_equal(run(), run())
+    first = run(5, noise=100)
+    assert not np.array_equal(first, start)
+    np.testing.assert_array_equal(run(5, noise=200), first)
 
 
 def test_gpt_classifier_trains_and_predicts(tiny_gpt_dir, tiny_examples):
-    clf = PromptClassifier.build(tiny_gpt_dir, kind='gpt', maxlen=32)
-    start = clf.predict_proba(['很好'])
-    clf.fit(tiny_examples, epochs=1, batch_size=4, learning_rate=5e-2, verbose=0)
-    assert not np.allclose(start, clf.predict_proba(['很好']))
+    gpt = PromptClassifier.build(tiny_gpt_dir, kind='gpt', maxlen=32)
+    start = gpt.predict_proba(TEXTS)
+    result = gpt.fit(tiny_examples, tiny_examples, epochs=1, batch_size=4, learning_rate=5e-2,
+                     verbose=0, log=lambda m: None)
+    assert 0 <= result['valid_acc'] <= 1
+    labels, probs = gpt.predict(TEXTS)
+    assert set(labels.tolist()) <= {0, 1} and not np.allclose(start, probs)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    single = np.concatenate([gpt.predict_proba([t], batch_size=1) for t in TEXTS])
+    np.testing.assert_allclose(probs, single, atol=1e-5)
