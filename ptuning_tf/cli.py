@@ -146,6 +146,11 @@ def cmd_train(args) -> dict:
         raise UsageError('--prompt-encoder is for --method ptuning; ptuning_v2 has --reparameterize')
     if args.prompt_length is not None and args.prompt_length < 1:
         raise UsageError('--prompt-length must be at least 1')
+    if args.k_per_class is not None and args.k_per_class < 1:
+        raise UsageError('--k-per-class must be at least 1')
+    if not args.k_per_class and not 0 < args.labeled_frac <= 1:
+        raise UsageError('--labeled-frac must be in (0, 1], got %g' % args.labeled_frac)
+    splits = _splits(args, True)  # bad data fails before anything is written
     try:
         os.makedirs(args.out, exist_ok=True)
         probe = os.path.join(args.out, '.write-test')
@@ -153,7 +158,6 @@ def cmd_train(args) -> dict:
         os.remove(probe)
     except OSError as e:
         raise UsageError('output directory %s is not writable: %s' % (args.out, e.strerror)) from e
-    splits = _splits(args, True)
     labeled = few_shot(splits['train'], None if args.k_per_class else args.labeled_frac,
                        args.k_per_class, args.sample_seed)
     clf = PromptClassifier.build(kind=args.kind, mode=args.mode, pattern=args.pattern,
@@ -197,9 +201,14 @@ def cmd_eval(args) -> dict:
 def cmd_predict(args) -> List[dict]:
     from .prompts import load_prompt
     texts = list(args.texts)
-    if not texts:
-        stream = open(args.input, encoding='utf-8') if args.input else sys.stdin
-        texts = [line.strip() for line in stream if line.strip()]
+    if not texts and args.input:
+        try:
+            with open(args.input, encoding='utf-8') as f:
+                texts = [line.strip() for line in f if line.strip()]
+        except OSError as e:
+            raise UsageError('cannot read --input %s: %s' % (args.input, e.strerror)) from e
+    elif not texts:
+        texts = [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
         raise UsageError('no texts given (use --text, --input or stdin)')
     clf = load_prompt(args.prompt, **_build_kwargs(args))

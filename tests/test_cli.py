@@ -1,10 +1,14 @@
 """`ptuning-tf` train/eval/predict on a tiny model: outputs, --help, one-line errors, exit code 2."""
+import io
 import json
 import os
 
+import numpy as np
 import pytest
 
+from ptuning_tf import load_prompt
 from ptuning_tf.cli import build_parser, main
+from ptuning_tf.training import PromptClassifier
 
 POS = ['这个东西很好', '质量好价格便宜', '服务很好，推荐', '很喜欢，还会再买', '送货快，满意']
 NEG = ['太差了', '质量不好，失望', '不会再买了', '价格贵，东西差', '服务太差，不满意']
@@ -16,6 +20,8 @@ def data_dir(tmp_path_factory):
     lines = ['%s\t1' % t for t in POS] + ['%s\t0' % t for t in NEG]
     for name in ('train', 'valid', 'test'):
         (d / ('%s.tsv' % name)).write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    (d / 'test.csv').write_text('label,review\n' + '\n'.join('1,' + t for t in POS[:3]) + '\n',
+                                encoding='utf-8')
     return d
 
 
@@ -25,29 +31,76 @@ def trained(data_dir, tiny_bert_dir, tmp_path_factory):
     code = main(['train', '--model-dir', tiny_bert_dir, '--train', str(data_dir / 'train.tsv'),
                  '--valid', str(data_dir / 'valid.tsv'), '--test', str(data_dir / 'test.tsv'),
                  '--labeled-frac', '1', '--epochs', '2', '--batch-size', '4', '--maxlen', '32',
-                 '--out', str(out)])
+                 '--lr', '0.05', '--seed', '3', '--out', str(out)])
     assert code == 0
     return out
 
 
+def _one_line_error(capsys, command):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith('ptuning-tf %s: error: ' % command)
+    return err[0]
+
+
+def _last_json(capsys, n=1):
+    lines = capsys.readouterr().out.strip().splitlines()[-n:]
+    return [json.loads(line) for line in lines]
+
+
 def test_train_writes_prompt_and_metrics(trained):
+    assert sorted(os.listdir(str(trained))) == ['metrics.json', 'prompt.npz']
     metrics = json.load(open(os.path.join(str(trained), 'metrics.json')))
-    for key in ('valid_acc', 'test_acc', 'labeled', 'seed', 'seconds'):
-        assert key in metrics
-    assert metrics['labeled'] == 10 and 0 <= metrics['test_acc'] <= 1
-    assert os.path.getsize(os.path.join(str(trained), 'prompt.npz')) < 8 * 1024
-
-
-def test_eval_and_predict(trained, data_dir, tiny_bert_dir, capsys):
+    assert metrics['labeled'] == 10 and metrics['seed'] == 3 and metrics['sample_seed'] is None
+    assert 0 <= metrics['valid_acc'] <= 1 and 0 <= metrics['test_acc'] <= 1
+    assert isinstance(metrics['seconds'], float) and metrics['seconds'] >= 0
+    assert metrics['kind'] == 'bert' and metrics['mode'] == 'ptuning' and metrics['best_epoch'] in (1, 2)
+    assert [h['epoch'] for h in metrics['history']] == [1, 2]
+    best = metrics['history'][metrics['best_epoch'] - 1]
+    assert (best['valid_acc'], best['test_acc']) == (metrics['valid_acc'], metrics['test_acc'])
     prompt = os.path.join(str(trained), 'prompt.npz')
+    assert metrics['prompt'] == prompt and metrics['prompt_bytes'] == os.path.getsize(prompt) < 8 * 1024
+
+
+def test_eval_and_predict(trained, data_dir, tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    prompt = os.path.join(str(trained), 'prompt.npz')
+    metrics = json.load(open(os.path.join(str(trained), 'metrics.json')))
     capsys.readouterr()
     assert main(['eval', prompt, '--model-dir', tiny_bert_dir, '--test', str(data_dir / 'test.tsv')]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result['examples'] == 10 and 0 <= result['accuracy'] <= 1
+    [result] = _last_json(capsys)
+    # the same prompt on the same test file: the accuracy the training run reported
+    assert result == {'split': 'test', 'examples': 10, 'accuracy': metrics['test_acc']}
+    assert main(['eval', prompt, '--model-dir', tiny_bert_dir, '--test', str(data_dir / 'test.csv')]) == 0
+    assert _last_json(capsys)[0]['examples'] == 3
+
+    clf = load_prompt(prompt, tiny_bert_dir)
+    expected = clf.predict_proba(['很好', '太差'])
     assert main(['predict', prompt, '--model-dir', tiny_bert_dir, '--text', '很好', '--text', '太差']) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:]]
+    rows = _last_json(capsys, 2)
     assert [r['text'] for r in rows] == ['很好', '太差']
-    assert all(r['label'] in (0, 1) and abs(sum(r['probs']) - 1) < 1e-3 for r in rows)
+    assert [r['label'] for r in rows] == expected.argmax(-1).tolist()
+    np.testing.assert_allclose([r['probs'] for r in rows], expected, atol=1e-4)
+    # one text per line from --input (blank lines skipped) or from stdin
+    texts = tmp_path / 'texts.txt'
+    texts.write_text('很好\n\n太差\n', encoding='utf-8')
+    assert main(['predict', prompt, '--model-dir', tiny_bert_dir, '--input', str(texts)]) == 0
+    assert _last_json(capsys, 2) == rows
+    monkeypatch.setattr('sys.stdin', io.StringIO('很好\n太差\n'))
+    assert main(['predict', prompt, '--model-dir', tiny_bert_dir]) == 0
+    assert _last_json(capsys, 2) == rows
+
+
+def test_gpt_train_with_k_per_class(data_dir, tiny_gpt_dir, tmp_path, capsys):
+    out = tmp_path / 'gpt'
+    assert main(['train', '--kind', 'gpt', '--model-dir', tiny_gpt_dir, '--train', str(data_dir / 'train.tsv'),
+                 '--valid', str(data_dir / 'valid.tsv'), '--k-per-class', '2', '--sample-seed', '1',
+                 '--epochs', '1', '--maxlen', '24', '--out', str(out)]) == 0
+    printed = _last_json(capsys)[0]
+    metrics = json.load(open(str(out / 'metrics.json')))
+    assert printed == {k: v for k, v in metrics.items() if k != 'history'}
+    assert metrics['labeled'] == 4 and metrics['sample_seed'] == 1 and metrics['kind'] == 'gpt'
+    assert metrics['test_acc'] is None  # no test file given
+    assert load_prompt(str(out / 'prompt.npz'), tiny_gpt_dir).config.kind == 'gpt'
 
 
 @pytest.mark.parametrize('command', ['train', 'eval', 'predict', 'pretrain'])
@@ -57,28 +110,32 @@ def test_help_documents_every_option(command, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     sub = build_parser()._subparsers._group_actions[0].choices[command]
-    for action in sub._actions:
+    options = [a for a in sub._actions if a.option_strings and a.dest != 'help']
+    assert len(options) >= 3
+    for action in options:
         for flag in action.option_strings:
-            assert flag in text
-        if action.option_strings and action.dest != 'help':
-            assert action.help, '%s %s has no help text' % (command, action.option_strings)
+            assert flag in text, '%s --help does not mention %s' % (command, flag)
+        assert action.help, '%s %s has no help text' % (command, action.option_strings)
+    for action in sub._actions:
+        if not action.option_strings:  # positionals (the prompt file)
+            assert action.dest in text
 
 
 def test_missing_data_file_is_a_one_line_error(tiny_bert_dir, tmp_path, capsys):
     out = tmp_path / 'out'
     code = main(['train', '--model-dir', tiny_bert_dir, '--train', str(tmp_path / 'nope.tsv'),
                  '--out', str(out)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and 'nope.tsv' in err[0]
-    assert not (out / 'metrics.json').exists() and not (out / 'prompt.npz').exists()
+    assert code == 2
+    assert 'nope.tsv' in _one_line_error(capsys, 'train')
+    assert not out.exists()  # the data is checked before anything is written
 
 
-def test_bad_label_word_and_model_dir(tiny_bert_dir, data_dir, tmp_path, capsys):
-    args = ['train', '--train', str(data_dir / 'train.tsv'), '--out', str(tmp_path / 'o'), '--maxlen', '32']
-    assert main(args + ['--model-dir', tiny_bert_dir, '--label-words', '不,非常']) == 2
-    assert 'label word' in capsys.readouterr().err
-    assert main(args + ['--model-dir', str(tmp_path / 'none')]) == 2
-    assert 'not found' in capsys.readouterr().err
+def test_malformed_data_line_names_file_and_line(tiny_bert_dir, tmp_path, capsys):
+    bad = tmp_path / 'bad.tsv'
+    bad.write_text('很好\t1\n没有标签\n', encoding='utf-8')
+    assert main(['train', '--model-dir', tiny_bert_dir, '--train', str(bad), '--out', str(tmp_path / 'o')]) == 2
+    assert '%s:2:' % bad in _one_line_error(capsys, 'train')
+    assert not (tmp_path / 'o').exists()
 
 
 def test_unwritable_output_directory(tiny_bert_dir, data_dir, tmp_path, capsys):
@@ -86,4 +143,64 @@ def test_unwritable_output_directory(tiny_bert_dir, data_dir, tmp_path, capsys):
     blocker.write_text('x')
     code = main(['train', '--model-dir', tiny_bert_dir, '--train', str(data_dir / 'train.tsv'),
                  '--out', str(blocker / 'out')])
-    assert code == 2 and 'not writable' in capsys.readouterr().err
+    assert code == 2 and 'not writable' in _one_line_error(capsys, 'train')
+    assert blocker.read_text() == 'x' and os.listdir(str(tmp_path)) == ['file']
+
+
+def test_interrupted_training_writes_nothing(tiny_bert_dir, data_dir, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(PromptClassifier, 'fit', interrupted)
+    out = tmp_path / 'out'
+    with pytest.raises(KeyboardInterrupt):
+        main(['train', '--model-dir', tiny_bert_dir, '--train', str(data_dir / 'train.tsv'),
+              '--maxlen', '32', '--out', str(out)])
+    assert not out.exists() or os.listdir(str(out)) == []
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--label-words', '不,非常'], "label word '非常' is not exactly one token"),
+    (['--labeled-frac', '0'], '--labeled-frac must be in (0, 1]'),
+    (['--labeled-frac', '1.5'], '--labeled-frac must be in (0, 1]'),
+    (['--k-per-class', '0'], '--k-per-class must be at least 1'),
+    (['--maxlen', '500'], 'max_position_embeddings'),
+    (['--prompt-length', '5'], 'need --method ptuning_v2'),
+])
+def test_bad_options_exit_2(tiny_bert_dir, data_dir, tmp_path, capsys, extra, message):
+    out = tmp_path / 'o'
+    args = ['train', '--model-dir', tiny_bert_dir, '--train', str(data_dir / 'train.tsv'),
+            '--out', str(out), '--maxlen', '32']
+    assert main(args + extra) == 2
+    assert message in _one_line_error(capsys, 'train')
+    assert not out.exists() or os.listdir(str(out)) == []
+
+
+def test_bad_model_dir_exit_2(data_dir, tmp_path, capsys):
+    assert main(['train', '--train', str(data_dir / 'train.tsv'), '--out', str(tmp_path / 'o'),
+                 '--model-dir', str(tmp_path / 'none')]) == 2
+    assert 'model directory not found' in _one_line_error(capsys, 'train')
+
+
+def test_eval_and_predict_bad_input_exit_2(trained, tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    prompt = os.path.join(str(trained), 'prompt.npz')
+    assert main(['eval', str(tmp_path / 'none.npz'), '--model-dir', tiny_bert_dir,
+                 '--test', str(tmp_path / 'x.tsv')]) == 2
+    assert 'not found' in _one_line_error(capsys, 'eval')
+    assert main(['eval', prompt, '--model-dir', tiny_bert_dir, '--test', str(tmp_path / 'x.tsv')]) == 2
+    assert 'x.tsv' in _one_line_error(capsys, 'eval')
+    assert main(['predict', prompt, '--model-dir', tiny_bert_dir, '--input', str(tmp_path / 'in.txt')]) == 2
+    assert 'cannot read --input' in _one_line_error(capsys, 'predict')
+    monkeypatch.setattr('sys.stdin', io.StringIO('\n  \n'))
+    assert main(['predict', prompt, '--model-dir', tiny_bert_dir]) == 2
+    assert 'no texts given' in _one_line_error(capsys, 'predict')
+    assert main(['predict', str(tmp_path / 'none.npz'), '--model-dir', tiny_bert_dir, '--text', '好']) == 2
+    assert 'prompt file not found' in _one_line_error(capsys, 'predict')
+
+
+def test_usage_errors_from_argparse_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(['train', '--kind', 't5'])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
