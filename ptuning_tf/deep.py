@@ -214,9 +214,8 @@ class ReadPosition(keras.layers.Layer):
 class HeadBatches(PromptBatches):
     """Batches for the linear head: ((inputs..., read positions), labels)."""
 
-    def __getitem__(self, index):
+    def make_batch(self, chosen, rng):
         clf = self.classifier
-        chosen = [self.examples[i] for i in self.order[index * self.batch_size:(index + 1) * self.batch_size]]
         for _, label in chosen:
             if not 0 <= label < clf.template.num_labels:
                 raise ValueError('label %r outside 0..%d' % (label, clf.template.num_labels - 1))
@@ -329,10 +328,11 @@ class DeepPromptClassifier(PromptClassifier):
     def default_learning_rate(self) -> float:
         return DEFAULT_LEARNING_RATE
 
-    def batches(self, examples, batch_size: int = 32, shuffle: bool = True, seed: int = 0):
+    def batches(self, examples, batch_size: int = 32, shuffle: bool = True, seed: int = 0,
+                steps: Optional[int] = None):
         if self.head is None:
-            return super().batches(examples, batch_size, shuffle, seed)
-        return HeadBatches(self, examples, batch_size, shuffle, seed)
+            return super().batches(examples, batch_size, shuffle, seed, steps)
+        return HeadBatches(self, examples, batch_size, shuffle, seed, steps)
 
     def compile(self, learning_rate: float = DEFAULT_LEARNING_RATE, jit_compile: bool = False) -> None:
         if self.head is None:

@@ -33,31 +33,47 @@ def set_seed(seed: int) -> None:
 
 
 class PromptBatches(keras.utils.Sequence):
-    """Training batches for `model.fit`; the random masking is redrawn every epoch."""
+    """Training batches for `model.fit`; the random masking is redrawn every epoch.
+
+    With `steps` set, an epoch is that many batches and the data is cycled through as
+    often as needed, reshuffled on every pass (as bojone's `forfit()` does), so a
+    `steps_per_epoch` longer than one pass never runs out of data.
+    """
 
     def __init__(self, classifier: 'PromptClassifier', examples: Sequence[Example],
-                 batch_size: int = 32, shuffle: bool = True, seed: int = 0):
+                 batch_size: int = 32, shuffle: bool = True, seed: int = 0,
+                 steps: Optional[int] = None):
         super().__init__()
         if not examples:
             raise ValueError('no training examples')
+        if steps is not None and steps < 1:
+            raise ValueError('steps per epoch must be >= 1, got %r' % steps)
         self.classifier, self.batch_size, self.shuffle, self.seed = classifier, batch_size, shuffle, seed
-        self.examples = list(examples)
-        self.epoch = 0
-        self.order = np.arange(len(self.examples))
-        self.on_epoch_end()
+        self.examples, self.steps, self.epoch = list(examples), steps, 0
 
-    def __len__(self):
+    @property
+    def batches_per_pass(self) -> int:
         return (len(self.examples) + self.batch_size - 1) // self.batch_size
 
+    def __len__(self):
+        return self.steps or self.batches_per_pass
+
     def on_epoch_end(self):
-        if self.shuffle:
-            self.order = np.random.RandomState([self.seed, self.epoch]).permutation(len(self.examples))
         self.epoch += 1
 
+    def order(self, data_pass: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.examples))
+        return np.random.RandomState([self.seed, self.epoch, data_pass]).permutation(len(self.examples))
+
     def __getitem__(self, index):
+        data_pass, batch = divmod(index, self.batches_per_pass)
+        picked = self.order(data_pass)[batch * self.batch_size:(batch + 1) * self.batch_size]
         rng = np.random.RandomState([self.seed, self.epoch, index])
-        chosen = [self.examples[i] for i in self.order[index * self.batch_size:(index + 1) * self.batch_size]]
-        inputs, targets = zip(*(self.classifier.training_pair(t, y, rng) for t, y in chosen))
+        return self.make_batch([self.examples[i] for i in picked], rng)
+
+    def make_batch(self, examples: Sequence[Example], rng: np.random.RandomState):
+        inputs, targets = zip(*(self.classifier.training_pair(t, y, rng) for t, y in examples))
         return self.classifier.model_inputs(pad(inputs)), pad(targets)
 
 
@@ -175,8 +191,8 @@ class PromptClassifier:
                            self.mask_rate, word_ids)
 
     def batches(self, examples: Sequence[Example], batch_size: int = 32, shuffle: bool = True,
-                seed: int = 0) -> PromptBatches:
-        return PromptBatches(self, examples, batch_size, shuffle, seed)
+                seed: int = 0, steps: Optional[int] = None) -> PromptBatches:
+        return PromptBatches(self, examples, batch_size, shuffle, seed, steps)
 
     # ---- training -------------------------------------------------------------------
     def compile(self, learning_rate: float = 6e-4, jit_compile: bool = False) -> None:
@@ -199,10 +215,10 @@ class PromptClassifier:
         if learning_rate is None:
             learning_rate = self.default_learning_rate()
         self.compile(learning_rate)
-        batches = self.batches(train, batch_size, True, seed)
+        batches = self.batches(train, batch_size, True, seed, steps_per_epoch)
         evaluator = Evaluator(self, valid, test, patience, log) if valid else None
         t0 = time.time()
-        history = self.model.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        history = self.model.fit(batches, epochs=epochs,
                                  callbacks=([evaluator] if evaluator else []) + list(callbacks),
                                  verbose=verbose, shuffle=False)
         result = dict(evaluator.best) if evaluator else {'epoch': epochs}

@@ -111,6 +111,22 @@ def test_fit_without_validation_reports_losses(clf, tiny_examples):
     clf.set_prompt_rows(rows)
 
 
+def test_steps_per_epoch_longer_than_the_data_cycles_through_it(clf, tiny_examples):
+    """10 examples, batch 4 = 3 batches a pass; 7 steps must all run, every epoch."""
+    rows = clf.prompt_rows()
+    steps = keras.callbacks.LambdaCallback()
+    seen = []
+    steps.on_train_batch_end = lambda batch, logs=None: seen.append(batch)
+    result = clf.fit(tiny_examples, epochs=2, batch_size=4, steps_per_epoch=7,
+                     learning_rate=1e-3, verbose=0, callbacks=[steps])
+    assert seen == list(range(7)) * 2 and len(result['history']) == 2
+    batches = clf.batches(tiny_examples, batch_size=4, seed=1, steps=7)
+    assert all(len(batches[i][1]) > 0 for i in range(7))  # no batch beyond one pass is empty
+    firsts = {tuple(sorted(batches.order(p)[:4])) for p in range(3)}
+    assert len(firsts) > 1  # each pass is reshuffled
+    clf.set_prompt_rows(rows)
+
+
 def test_predict_returns_labels_and_probabilities(clf):
     labels, probs = clf.predict(TEXTS)
     assert labels.shape == (len(TEXTS),) and set(labels.tolist()) <= {0, 1}
