@@ -78,8 +78,10 @@ def lm_example(template: Template, encoded: Encoded, full_sequence: bool = True)
 def word_tokenize(template: Template, text: str) -> Tuple[List[int], List[int]]:
     """Token ids of `text` and, for each, the index of its jieba word (whole-word masking)."""
     import jieba
+    from .data import normalize_text
     ids, word_ids = [], []
-    for w, word in enumerate(jieba.lcut(text)):
+    # jieba must cut the text the model sees: the normalized one (as Template.encode does)
+    for w, word in enumerate(jieba.lcut(normalize_text(text))):
         piece = template.text_token_ids(word)
         ids.extend(piece)
         word_ids.extend([w] * len(piece))

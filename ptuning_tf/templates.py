@@ -12,6 +12,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .data import normalize_text
+
 PIECE = re.compile(r'\{p\}|\{mask\}|\{text\}')
 RESERVED = re.compile(r'\[[^\]]+\]')  # [unused1] etc.: tokens that no text produces
 SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
@@ -126,7 +128,13 @@ class Template:
         return segments
 
     def text_token_ids(self, text: str) -> List[int]:
-        return self.tokenizer.encode(text)[0][1:-1]
+        """Token ids of a text after `normalize_text`, the form the data loaders produce.
+
+        Every text reaches the model through here (training, prediction, whole-word
+        masking), so raw texts and loaded files are processed identically; NFKC and
+        whitespace folding are idempotent, so already normalized text is unchanged.
+        """
+        return self.tokenizer.encode(normalize_text(text))[0][1:-1]
 
     def encode(self, text, label: Optional[int] = None) -> Encoded:
         """Token ids of `text` (a string or its token ids) in the template.

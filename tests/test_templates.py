@@ -1,6 +1,7 @@
 """Templates put [MASK], prompt tokens and label words where they must, also when truncating."""
 import os
 
+import numpy as np
 import pytest
 from bert4keras.tokenizers import Tokenizer
 
@@ -148,3 +149,35 @@ def test_pad_is_dynamic_and_right_aligned():
     out = pad([[5, 6, 7], [8]])
     assert out.tolist() == [[5, 6, 7], [8, 0, 0]] and out.dtype.name == 'int32'
     assert pad([[5, 6, 7]], length=2).tolist() == [[5, 6]]
+
+
+# full-width digits and comma: NFKC maps them to '12' and ',' (which the tiny vocab spells
+# '1', '##2' and [UNK]); left raw, '１２' would be [UNK] and '，' a different token
+RAW, NORMALIZED = '质量１２个，　好', '质量12个, 好'
+
+
+@pytest.mark.parametrize('kind', ['bert', 'gpt'])
+def test_encode_normalizes_raw_text_like_the_data_loaders(tokenizer, kind):
+    from ptuning_tf.data import normalize_text
+    assert normalize_text(RAW) == NORMALIZED
+    t = Template(tokenizer, kind, maxlen=32)
+    raw, normalized = t.encode(RAW, 1), t.encode(NORMALIZED, 1)
+    assert raw.token_ids == normalized.token_ids and raw.text_positions == normalized.text_positions
+    assert [tokenizer.id_to_token(i) for i in t.text_token_ids(RAW)] == \
+        ['质', '量', '1', '##2', '个', '[UNK]', '好']
+    # normalizing is idempotent: text that was loaded (normalized) once is not changed again
+    assert t.text_token_ids(normalize_text(NORMALIZED)) == t.text_token_ids(NORMALIZED)
+
+
+def test_whole_word_masking_sees_the_normalized_text(tokenizer):
+    from ptuning_tf.losses import word_tokenize
+    t = Template(tokenizer, 'bert', maxlen=32)
+    ids, word_ids = word_tokenize(t, RAW)
+    assert ids == t.text_token_ids(NORMALIZED) and len(word_ids) == len(ids)
+
+
+def test_predict_normalizes_raw_texts(tiny_bert_dir):
+    from ptuning_tf import PromptClassifier
+    clf = PromptClassifier.build(tiny_bert_dir, maxlen=32)
+    raw, normalized = clf.predict_proba(['ｈｅｌｌｏ，好', RAW]), clf.predict_proba(['hello,好', NORMALIZED])
+    np.testing.assert_array_equal(raw, normalized)
