@@ -21,6 +21,15 @@ class DataError(ValueError):
     """Malformed or unusable data; the message names the file and line."""
 
 
+class LabelRangeError(DataError):
+    """A label outside 0..num_classes-1: callers that know why the range is what it is
+    (the CLI's --label-words) can say so."""
+
+    def __init__(self, message: str, label: int, num_classes: int):
+        super().__init__(message)
+        self.label, self.num_classes = label, num_classes
+
+
 def normalize_text(text: str) -> str:
     """Canonical form used for de-duplication and for the contamination filter."""
     text = unicodedata.normalize('NFKC', text.replace('\ufeff', ''))
@@ -33,8 +42,8 @@ def _checked_label(raw: str, path: str, lineno: int, num_classes: int) -> int:
     except ValueError:
         raise DataError('%s:%d: label %r is not an integer' % (path, lineno, raw)) from None
     if not 0 <= label < num_classes:
-        raise DataError('%s:%d: label %d outside the classes 0..%d'
-                        % (path, lineno, label, num_classes - 1))
+        raise LabelRangeError('%s:%d: label %d outside the classes 0..%d'
+                              % (path, lineno, label, num_classes - 1), label, num_classes)
     return label
 
 
@@ -175,18 +184,22 @@ def load_split_files(train: str, valid: Optional[str] = None, test: Optional[str
             for name, path in (('train', train), ('valid', valid), ('test', test))}
 
 
-def few_shot(examples: Sequence[Example], frac: Optional[float] = 0.01,
+def few_shot(examples: Sequence[Example], frac: Optional[float] = None,
              k: Optional[int] = None, seed: Optional[int] = None) -> List[Example]:
     """The labelled subset: a fraction of the data, or `k` examples per class.
 
-    `seed=None` takes the first examples in file order: the published protocol.
+    With neither `frac` nor `k`, 1% (the published few-shot protocol); giving both is
+    an error rather than one silently winning. `seed=None` takes the first examples in
+    file order: the published protocol.
     """
-    if (frac is None) == (k is None):
-        raise ValueError('give exactly one of frac and k')
+    if frac is not None and k is not None:
+        raise ValueError('give frac or k, not both (frac=%r, k=%r)' % (frac, k))
     order = list(examples)
     if seed is not None:
         random.Random(seed).shuffle(order)
     if k is not None:
+        if k < 1:
+            raise ValueError('k must be at least 1, got %r' % k)
         counts: Dict[int, int] = {}
         out = []
         for text, label in order:
@@ -194,6 +207,7 @@ def few_shot(examples: Sequence[Example], frac: Optional[float] = 0.01,
                 counts[label] = counts.get(label, 0) + 1
                 out.append((text, label))
         return out
+    frac = 0.01 if frac is None else frac
     if not 0 < frac <= 1:
         raise ValueError('frac must be in (0, 1], got %r' % frac)
     return order[:max(1, int(len(order) * frac))]

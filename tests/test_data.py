@@ -110,13 +110,20 @@ def test_few_shot_fraction():
     assert a != few_shot(data, 0.05, seed=4) and a != data[:50]
     assert few_shot(data, 1.0) == data
     with pytest.raises(ValueError):
-        few_shot(data, 0.1, k=2)
-    with pytest.raises(ValueError):
-        few_shot(data, None)
-    with pytest.raises(ValueError):
         few_shot(data, 1.5)
     with pytest.raises(ValueError):
         few_shot(data, 0.0)
+
+
+def test_few_shot_defaults_to_one_percent_and_refuses_frac_with_k():
+    data = [(str(i), i % 2) for i in range(1000)]
+    assert few_shot(data) == few_shot(data, None) == few_shot(data, 0.01) == data[:10]
+    # k alone needs no frac=None any more
+    assert few_shot(data, k=2) == few_shot(data, None, k=2) == data[:4]
+    with pytest.raises(ValueError, match='give frac or k, not both'):
+        few_shot(data, 0.1, k=2)
+    with pytest.raises(ValueError, match='k must be at least 1'):
+        few_shot(data, k=0)
 
 
 def test_few_shot_k_per_class():
