@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +17,21 @@ import tensorflow as tf
 
 class CheckpointError(ValueError):
     """A model directory, config, checkpoint or vocab that cannot be used."""
+
+
+VOCAB_SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode `open()` gives a new file: 0666 less the umask (mkstemp would give 0600)."""
+    return 0o666 & ~_umask()
 
 
 def _atomic_dir_write(final_dir: str, write_into) -> None:
@@ -27,7 +42,7 @@ def _atomic_dir_write(final_dir: str, write_into) -> None:
         tmp = tempfile.mkdtemp(prefix='.tmp-', dir=parent)
     except OSError as e:
         raise CheckpointError('cannot write %s: %s' % (final_dir, e.strerror or e)) from e
-    os.chmod(tmp, 0o755)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a model directory is shared
     try:
         write_into(tmp)
         if os.path.exists(final_dir):
@@ -44,19 +59,29 @@ def _atomic_dir_write(final_dir: str, write_into) -> None:
         raise
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write a text file so that a crash leaves either the old or the new file."""
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write a file so that a crash leaves either the old or the new file.
+
+    mkstemp creates the file 0600; it gets the mode a plain `open` would give
+    (0666 less the umask) before the rename, so results stay readable by others.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=directory)
     try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write a UTF-8 text file atomically (see `atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode('utf-8'))
 
 
 def save_variables(prefix: str, variables: Dict[str, np.ndarray]) -> None:
@@ -147,6 +172,26 @@ def read_config(config_path: str) -> dict:
         if key not in config:
             raise CheckpointError('config %s lacks "%s"' % (config_path, key))
     return config
+
+
+def check_vocab(vocab_path: str) -> None:
+    """Fail early when a vocab lacks a special token bert4keras' tokenizer needs.
+
+    bert4keras silently leaves e.g. `_token_unk_id` unset for a missing `[UNK]`, which
+    surfaces much later as an AttributeError deep inside tokenisation.
+    """
+    try:
+        with open(vocab_path, encoding='utf-8') as f:
+            tokens = {(line.split() or [line.strip()])[0] for line in f}
+    except OSError as e:
+        raise CheckpointError('cannot read vocab %s: %s' % (vocab_path, e.strerror)) from e
+    except UnicodeDecodeError as e:
+        raise CheckpointError('vocab %s is not UTF-8 text: %s' % (vocab_path, e)) from e
+    missing = [t for t in VOCAB_SPECIAL_TOKENS if t not in tokens]
+    if missing:
+        raise CheckpointError('vocab %s has no %s token%s (a BERT vocab needs %s)'
+                              % (vocab_path, ', '.join(missing), 's' if len(missing) > 1 else '',
+                                 ', '.join(VOCAB_SPECIAL_TOKENS)))
 
 
 def check_checkpoint(checkpoint_path: str, config: dict) -> None:

@@ -12,7 +12,8 @@ from typing import Optional, Sequence, Tuple
 from bert4keras.models import BERT, build_transformer_model
 from tf_keras.initializers import TruncatedNormal
 
-from .checkpoint import CheckpointError, check_checkpoint, read_config, resolve_model_dir
+from .checkpoint import (CheckpointError, check_checkpoint, check_vocab, read_config,
+                         resolve_model_dir)
 from .layers import DEFAULT_PROMPT_IDS, CausalMask, PtuningEmbedding
 
 MODES = ('ptuning', 'finetune')
@@ -28,6 +29,11 @@ class BackboneSpec:
     config_path: str
     checkpoint_path: Optional[str]
     vocab_path: str
+
+    def __post_init__(self):
+        # checked here, once for every way of naming a model, so that a vocab without
+        # [UNK] etc. fails with its file name instead of inside the tokenizer
+        check_vocab(self.vocab_path)
 
     @classmethod
     def from_dir(cls, model_dir: str) -> 'BackboneSpec':
@@ -147,10 +153,52 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 
     if kind == 'gpt':
         kwargs['segment_vocab_size'] = 0  # NEZHA-GPT style: no segment input
     kwargs.update(model_kwargs)
-    return build_transformer_model(
-        None, checkpoint_path, model=model_class or (CausalBERT if kind == 'gpt' else 'bert'),
+    transformer = build_transformer_model(
+        None, None, model=model_class or (CausalBERT if kind == 'gpt' else 'bert'),
         with_mlm=with_mlm, return_keras_model=False,
         layers={'Embedding-Token': embedding}, **kwargs)
+    if checkpoint_path is not None:
+        load_checkpoint_weights(transformer, checkpoint_path, kind)
+    return transformer
+
+
+def _checkpoint_pairs(transformer):
+    """(weight, checkpoint name) pairs exactly as bert4keras' loader matches them."""
+    pairs = []
+    for layer_name, names in transformer.variable_mapping().items():
+        layer = transformer.layers.get(transformer.prefixed(layer_name))
+        if layer is not None:
+            pairs.extend(zip(layer.trainable_weights, names))
+    return pairs
+
+
+def load_checkpoint_weights(transformer, checkpoint_path: str, kind: str) -> None:
+    """Load a checkpoint into a built transformer, every variable checked first.
+
+    bert4keras would raise TensorFlow's NotFoundError (or a shape ValueError) on the
+    first mismatch; this names the checkpoint and the variable in a CheckpointError,
+    and points at --kind when a BERT is asked of a checkpoint without segment
+    embeddings (a GPT's layout).
+    """
+    import tensorflow as tf
+    shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    for weight, name in _checkpoint_pairs(transformer):
+        if name not in shapes:
+            hint = ''
+            if kind == 'bert' and name == 'bert/embeddings/token_type_embeddings':
+                hint = ('; it looks like a GPT checkpoint (no segment embeddings): '
+                        "use --kind gpt (kind='gpt')")
+            raise CheckpointError('checkpoint %s has no variable %s, which a %s model needs%s'
+                                  % (checkpoint_path, name, kind.upper(), hint))
+        if list(shapes[name]) != list(weight.shape):
+            raise CheckpointError('checkpoint %s does not match its config: %s is %s, the model '
+                                  'needs %s' % (checkpoint_path, name, list(shapes[name]),
+                                                list(weight.shape)))
+    try:
+        transformer.load_weights_from_checkpoint(checkpoint_path)
+    except (tf.errors.OpError, ValueError) as e:  # anything the checks above did not foresee
+        raise CheckpointError('cannot load checkpoint %s: %s'
+                              % (checkpoint_path, str(e).splitlines()[0])) from e
 
 
 def freeze_all_but_prompts(transformer) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from tensorflow import errors as tf_errors
 
 from . import __version__
-from .checkpoint import CheckpointError, fingerprint
+from .checkpoint import CheckpointError, default_file_mode, fingerprint
 from .training import PromptClassifier
 
 FORMAT = 'ptuning_tf.prompt/1'  # input prompt rows (P-tuning v1, encoder folded)
@@ -65,6 +65,7 @@ def save_prompt(classifier: PromptClassifier, path: str, extra: Optional[dict] =
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(buffer.getvalue())
+        os.chmod(tmp, default_file_mode())  # mkstemp's 0600 would hide the prompt from others
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -250,3 +250,54 @@ def test_rewrite_replaces_the_directory_atomically(tmp_path):
     assert os.listdir(str(tmp_path / 'out')) == ['model']
     saved = load_variables(os.path.join(model_dir, 'bert_model.ckpt'))
     assert np.all(saved['bert/embeddings/word_embeddings'] == 1)
+
+
+def test_gpt_checkpoint_loaded_as_bert_names_the_variable_and_suggests_kind(tiny_gpt_dir):
+    # a GPT has no segment embeddings; bert4keras raised TensorFlow's NotFoundError here
+    with pytest.raises(CheckpointError, match=r"checkpoint .*bert_model.ckpt has no variable "
+                       r"bert/embeddings/token_type_embeddings, which a BERT model needs; .*--kind gpt"):
+        PromptClassifier.build(tiny_gpt_dir, kind='bert', maxlen=32)
+
+
+def test_checkpoint_variables_that_do_not_fit_the_config(tiny_bert_dir, tmp_path):
+    broken = _copy(tiny_bert_dir, str(tmp_path / 'broken'))
+    _rewrite_config(broken, intermediate_size=128)  # not caught by the early embedding/layer check
+    with pytest.raises(CheckpointError, match=r'does not match its config: bert/encoder/layer_0/'
+                       r'intermediate/dense/kernel is \[32, 64\], the model needs \[32, 128\]'):
+        PromptClassifier.build(broken, maxlen=32)
+    names = google_names('bert')
+    variables = {n: v for n, v in load_variables(os.path.join(tiny_bert_dir, 'bert_model.ckpt')).items()
+                 if n != 'cls/predictions/transform/dense/kernel'}
+    assert len(variables) == len(names) - 1
+    save_variables(os.path.join(broken, 'bert_model.ckpt'), variables)
+    _rewrite_config(broken, intermediate_size=64)
+    with pytest.raises(CheckpointError, match='has no variable cls/predictions/transform/dense/kernel, '
+                                              'which a BERT model needs$'):
+        PromptClassifier.build(broken, maxlen=32)
+
+
+@pytest.mark.parametrize('token', ['[UNK]', '[CLS]', '[SEP]', '[MASK]', '[PAD]'])
+def test_vocab_without_a_special_token_names_file_and_token(tiny_bert_dir, tmp_path, token):
+    broken = _copy(tiny_bert_dir, str(tmp_path / 'broken'))
+    path = os.path.join(broken, 'vocab.txt')
+    lines = open(path, encoding='utf-8').read().split('\n')
+    lines[lines.index(token)] = '甲'  # same size, so only the missing token can be at fault
+    open(path, 'w', encoding='utf-8').write('\n'.join(lines))
+    with pytest.raises(CheckpointError, match=r'vocab .*broken/vocab.txt has no %s token'
+                       % token.replace('[', r'\[').replace(']', r'\]')):
+        PromptClassifier.build(broken, maxlen=32)
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o027])
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path, umask):
+    from ptuning_tf.checkpoint import atomic_write_text
+    vocab, config = _vocab_and_config(tmp_path)
+    old = os.umask(umask)
+    try:
+        atomic_write_text(str(tmp_path / 'a.json'), '{}')  # mkstemp alone would give 0600
+        model_dir = str(tmp_path / 'model')
+        save_model_dir(build_transformer(config, None, 'bert', trainable_ids=None), model_dir, config, vocab)
+    finally:
+        os.umask(old)
+    assert os.stat(str(tmp_path / 'a.json')).st_mode & 0o777 == 0o666 & ~umask
+    assert os.stat(model_dir).st_mode & 0o777 == 0o777 & ~umask

@@ -157,3 +157,12 @@ def test_finetuned_models_have_no_prompt(tiny_bert_dir, tmp_path):
     with pytest.raises(PromptFileError, match='only P-tuning'):
         save_prompt(clf, str(tmp_path / 'p.npz'))
     assert not os.listdir(str(tmp_path))
+
+
+def test_saved_prompt_is_readable_like_a_plain_file(trained, tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_prompt(trained, str(tmp_path / 'p.npz'))  # written via mkstemp (0600)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
