@@ -5,6 +5,8 @@ vocab.txt), so the shipped mini models load through the same builders as real on
 Runs are budgeted in steps or seconds, checkpoint periodically and resume.
 """
 import collections
+import hashlib
+import io
 import json
 import os
 import signal
@@ -17,7 +19,7 @@ import tensorflow as tf
 import tf_keras as keras
 from bert4keras.tokenizers import Tokenizer
 
-from .checkpoint import atomic_write_text, save_model_dir
+from .checkpoint import atomic_write_bytes, atomic_write_text, check_vocab, save_model_dir
 from .data import DataError
 from .models import build_transformer, split_head
 from .progress import progress_bar
@@ -132,6 +134,39 @@ def mask_tokens(batch: np.ndarray, rng: np.random.RandomState, vocab_size: int,
     return inputs, positions, batch[chosen].astype('int32')
 
 
+def file_digest(path: str) -> str:
+    """SHA-1 of a file's bytes, read in chunks (a corpus can be hundreds of MB)."""
+    digest = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def packed_cache_path(work_dir: str, config: 'PretrainConfig', corpus_path: str, vocab_path: str) -> str:
+    """`WORK_DIR/packed_<seq_len>_<key>.npz`: the key hashes everything the rows depend on.
+
+    That is the corpus and vocab contents plus the seed and held-out fraction (which
+    texts are held out), so a changed corpus or vocab is never trained on stale rows.
+    """
+    parts = [file_digest(corpus_path), file_digest(vocab_path), str(config.seed),
+             repr(config.heldout_fraction)]
+    key = hashlib.sha1('\n'.join(parts).encode('utf-8')).hexdigest()[:12]
+    return os.path.join(work_dir, 'packed_%d_%s.npz' % (config.seq_len, key))
+
+
+def pack_corpus(corpus_path: str, tokenizer: Tokenizer, config: 'PretrainConfig'):
+    """(train_rows, heldout_rows): the corpus tokenised and packed; held-out texts by seed."""
+    with open(corpus_path, encoding='utf-8') as f:
+        texts = [line.strip() for line in f if line.strip()]
+    rng = np.random.RandomState(config.seed)
+    heldout = rng.rand(len(texts)) < config.heldout_fraction
+    ids = [tokenizer.encode(t)[0][1:-1] for t in progress_bar(texts, desc='tokenising corpus')]
+    seq, cls, sep = config.seq_len, tokenizer._token_start_id, tokenizer._token_end_id
+    return (pack_sequences([x for x, h in zip(ids, heldout) if not h], seq, cls, sep),
+            pack_sequences([x for x, h in zip(ids, heldout) if h], seq, cls, sep))
+
+
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to `peak`, then linear decay to 10% of it at `total` steps."""
 
@@ -155,6 +190,7 @@ class Pretrainer:
                  init_from: Optional[str] = None):
         self.config, self.work_dir = config, work_dir
         self.vocab_path = vocab_path
+        check_vocab(vocab_path)  # a vocab without [UNK] etc. fails here, by name
         self.tokenizer = Tokenizer(vocab_path, do_lower_case=True)
         self.vocab_size = self.tokenizer._vocab_size
         self.model_config = config.model_config(self.vocab_size)
@@ -177,22 +213,15 @@ class Pretrainer:
             self.ckpt.restore(self.manager.latest_checkpoint)
 
     def _load_data(self, corpus_path: str) -> None:
-        cache = os.path.join(self.work_dir, 'packed_%d.npz' % self.config.seq_len)
+        cache = packed_cache_path(self.work_dir, self.config, corpus_path, self.vocab_path)
         if os.path.exists(cache):
             data = np.load(cache)
             self.train_rows, self.heldout_rows = data['train'], data['heldout']
             return
-        with open(corpus_path, encoding='utf-8') as f:
-            texts = [line.strip() for line in f if line.strip()]
-        rng = np.random.RandomState(self.config.seed)
-        heldout = rng.rand(len(texts)) < self.config.heldout_fraction
-        encode = lambda t: self.tokenizer.encode(t)[0][1:-1]  # noqa: E731
-        ids = [encode(t) for t in progress_bar(texts, desc='tokenising corpus')]
-        seq, cls, sep = self.config.seq_len, self.tokenizer._token_start_id, self.tokenizer._token_end_id
-        self.train_rows = pack_sequences([x for x, h in zip(ids, heldout) if not h], seq, cls, sep)
-        self.heldout_rows = pack_sequences([x for x, h in zip(ids, heldout) if h], seq, cls, sep)
-        os.makedirs(self.work_dir, exist_ok=True)
-        np.savez(cache, train=self.train_rows, heldout=self.heldout_rows)
+        self.train_rows, self.heldout_rows = pack_corpus(corpus_path, self.tokenizer, self.config)
+        buffer = io.BytesIO()
+        np.savez(buffer, train=self.train_rows, heldout=self.heldout_rows)
+        atomic_write_bytes(cache, buffer.getvalue())  # an interrupted write leaves no bad cache
 
     def _build_heads(self) -> None:
         self.encoder, self.project = split_head(self.transformer)
@@ -317,19 +346,30 @@ class Pretrainer:
         save_model_dir(self.transformer, out_dir, self.model_config, self.vocab_path, dtype, extra)
 
 
-def prepare_corpus(work_dir: str, min_count: int = 5, vocab_size: int = 8000, log=print):
-    """Build (once) the filtered corpus and its vocabulary under `work_dir`."""
-    from .corpus import build_corpus, evaluation_texts
+def prepare_corpus(work_dir: str, min_count: int = 5, vocab_size: int = 8000, log=print,
+                   corpus_path: Optional[str] = None, vocab_path: Optional[str] = None):
+    """(corpus, vocab) paths, building under `work_dir` only what was not given.
+
+    Without `corpus_path` the project corpus is built (it needs ../shared); without
+    `vocab_path` the vocab is built from the corpus actually used, so a user's own
+    corpus never pulls in the project one. Both are built once and then reused.
+    """
     os.makedirs(work_dir, exist_ok=True)
-    corpus_path = os.path.join(work_dir, 'corpus.txt')
-    vocab_path = os.path.join(work_dir, 'vocab.txt')
-    if not os.path.exists(corpus_path):
-        stats = build_corpus(corpus_path, evaluation_texts())
-        atomic_write_text(os.path.join(work_dir, 'corpus_stats.json'), json.dumps(stats, indent=2))
-        log('corpus (kept, dropped as evaluation text): %s' % json.dumps(stats))
-    if not os.path.exists(vocab_path):
-        with open(corpus_path, encoding='utf-8') as f:
-            write_vocab(build_vocab(f, min_count=min_count, max_size=vocab_size), vocab_path)
+    if corpus_path is None:
+        from .corpus import build_corpus, evaluation_texts
+        corpus_path = os.path.join(work_dir, 'corpus.txt')
+        if not os.path.exists(corpus_path):
+            stats = build_corpus(corpus_path, evaluation_texts())
+            atomic_write_text(os.path.join(work_dir, 'corpus_stats.json'), json.dumps(stats, indent=2))
+            log('corpus (kept, dropped as evaluation text): %s' % json.dumps(stats))
+    elif not os.path.isfile(corpus_path):
+        raise DataError('corpus file not found: %s' % corpus_path)
+    if vocab_path is None:
+        vocab_path = os.path.join(work_dir, 'vocab.txt')
+        if not os.path.exists(vocab_path):
+            with open(corpus_path, encoding='utf-8') as f:
+                write_vocab(build_vocab(f, min_count=min_count, max_size=vocab_size), vocab_path)
+            log('vocab built from %s: %s' % (corpus_path, vocab_path))
     return corpus_path, vocab_path
 
 
@@ -339,9 +379,8 @@ def run_pretraining(config: PretrainConfig, work_dir: str, out_dir: str,
                     corpus_path: Optional[str] = None, eval_every: int = 500,
                     snapshot_dir: Optional[str] = None, log=print) -> Dict[str, float]:
     """Prepare data, train (resuming if `work_dir` has a checkpoint) and export to `out_dir`."""
-    if corpus_path is None or vocab_path is None:
-        made_corpus, made_vocab = prepare_corpus(work_dir, log=log)
-        corpus_path, vocab_path = corpus_path or made_corpus, vocab_path or made_vocab
+    corpus_path, vocab_path = prepare_corpus(work_dir, log=log, corpus_path=corpus_path,
+                                             vocab_path=vocab_path)
     os.makedirs(work_dir, exist_ok=True)
     atomic_write_text(os.path.join(work_dir, 'config.json'), json.dumps(asdict(config), indent=2))
     trainer = Pretrainer(config, vocab_path, corpus_path, work_dir, init_from=init_from)

@@ -420,3 +420,55 @@ def test_cli_pretrain_smoke(corpus_files, tmp_path, capsys):
     bad[bad.index('--work-dir') + 1] = str(tmp_path / 'w2')
     assert main(bad) == 2
     assert 'fewer than one batch' in capsys.readouterr().err
+
+
+def test_own_corpus_without_vocab_builds_the_vocab_from_that_corpus(corpus_files, tmp_path, monkeypatch, capsys):
+    from ptuning_tf import corpus as corpus_module
+    from ptuning_tf.cli import main
+
+    def no_project_corpus(*args, **kwargs):
+        raise AssertionError('the project corpus must not be built when --corpus is given')
+    monkeypatch.setattr(corpus_module, 'build_corpus', no_project_corpus)
+    corpus, _ = corpus_files
+    work = tmp_path / 'w'
+    assert main(['pretrain', '--work-dir', str(work), '--out', str(tmp_path / 'o'), '--hidden-size', '32',
+                 '--layers', '1', '--heads', '2', '--intermediate-size', '64', '--seq-len', '16',
+                 '--batch-size', '4', '--max-steps', '1', '--corpus', corpus]) == 0
+    assert sorted(p for p in os.listdir(str(work)) if not p.startswith('packed_')) == \
+        ['ckpt', 'config.json', 'log.jsonl', 'vocab.txt']  # no corpus.txt / corpus_stats.json
+    built = open(str(work / 'vocab.txt'), encoding='utf-8').read().split()
+    assert built == build_vocab(CORPUS) == open(str(tmp_path / 'o' / 'vocab.txt'), encoding='utf-8').read().split()
+    assert '公' in built and '的' in built  # characters of this corpus (each seen 8 times)
+
+    assert main(['pretrain', '--work-dir', str(tmp_path / 'w2'), '--out', str(tmp_path / 'o2'),
+                 '--corpus', str(tmp_path / 'missing.txt')]) == 2
+    assert 'corpus file not found: %s' % (tmp_path / 'missing.txt') in capsys.readouterr().err
+
+
+def test_packed_cache_is_keyed_by_corpus_and_vocab(corpus_files, tmp_path):
+    corpus, vocab = corpus_files
+    work = str(tmp_path / 'w')
+    keras.utils.set_random_seed(0)
+    first = Pretrainer(tiny(), vocab, corpus, work)
+    [cache] = [p for p in os.listdir(work) if p.startswith('packed_')]
+    assert cache.startswith('packed_16_') and cache.endswith('.npz')
+
+    # a different corpus in the same work dir is packed afresh, never read from the old cache
+    other = tmp_path / 'other.txt'
+    other.write_text('\n'.join(t[::-1] for t in CORPUS) + '\n', encoding='utf-8')
+    second = Pretrainer(tiny(), vocab, str(other), work)
+    assert not np.array_equal(first.train_rows, second.train_rows)
+    from ptuning_tf.pretrain import pack_corpus, packed_cache_path
+    train, heldout = pack_corpus(str(other), Tokenizer(vocab, do_lower_case=True), tiny())
+    np.testing.assert_array_equal(second.train_rows, train)
+    np.testing.assert_array_equal(second.heldout_rows, heldout)
+    # each key names its own file; the same inputs find the same file again
+    config = tiny()
+    key = packed_cache_path(work, config, corpus, vocab)
+    assert os.path.basename(key) == cache
+    assert packed_cache_path(work, config, str(other), vocab) != key
+    smaller_vocab = tmp_path / 'vocab.txt'
+    write_vocab(build_vocab(CORPUS[:3], min_count=1), str(smaller_vocab))
+    assert packed_cache_path(work, config, corpus, str(smaller_vocab)) != key
+    assert packed_cache_path(work, tiny(seed=1), corpus, vocab) != key  # another held-out draw
+    assert len([p for p in os.listdir(work) if p.startswith('packed_16_')]) == 2
