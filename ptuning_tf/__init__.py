@@ -63,11 +63,13 @@ from .templates import Template, TemplateError, pattern  # noqa: E402
 from .training import PromptClassifier, set_seed  # noqa: E402
 from .deep import DeepPromptClassifier  # noqa: E402
 from .encoders import EncodedPromptClassifier  # noqa: E402
+from .finetuned import load_classifier, load_finetuned, save_finetuned  # noqa: E402
 
 __all__ = [
     'BackboneSpec', 'CheckpointError', 'DataError', 'DeepPromptClassifier',
     'EncodedPromptClassifier', 'PromptClassifier', 'PromptFileError',
     'PtuningConfig', 'PtuningEmbedding', 'Template', 'TemplateError', 'build_model',
-    'default_model_dir', 'few_shot', 'load_csv', 'load_dataset', 'load_prompt',
-    'load_split_files', 'load_tsv', 'pattern', 'save_prompt', 'set_seed',
+    'default_model_dir', 'few_shot', 'load_classifier', 'load_csv', 'load_dataset',
+    'load_finetuned', 'load_prompt', 'load_split_files', 'load_tsv', 'pattern',
+    'save_finetuned', 'save_prompt', 'set_seed',
 ]

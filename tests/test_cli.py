@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from ptuning_tf import load_prompt
+from ptuning_tf import load_finetuned, load_prompt
 from ptuning_tf.cli import build_parser, main
 from ptuning_tf.training import PromptClassifier
 
@@ -204,3 +204,100 @@ def test_usage_errors_from_argparse_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize('files', [['--test'], ['--valid'], ['--valid', '--test']])
+def test_test_or_valid_without_train_is_a_usage_error(data_dir, tmp_path, capsys, files):
+    # it used to train on the --test file
+    args = ['train', '--out', str(tmp_path / 'o')]
+    for flag in files:
+        args += [flag, str(data_dir / ('%s.tsv' % flag[2:]))]
+    assert main(args) == 2
+    assert '%s needs --train' % ' and '.join(files) in _one_line_error(capsys, 'train')
+    assert not (tmp_path / 'o').exists()
+
+
+@pytest.mark.parametrize('split', ['valid', 'train'])
+def test_eval_other_split_of_an_own_test_file_is_a_usage_error(trained, data_dir, tiny_bert_dir, capsys, split):
+    prompt = os.path.join(str(trained), 'prompt.npz')
+    assert main(['eval', prompt, '--model-dir', tiny_bert_dir, '--test', str(data_dir / 'test.tsv'),
+                 '--split', split]) == 2  # was a KeyError traceback
+    assert '--split %s: with --test FILE the file is the only split' % split in _one_line_error(capsys, 'eval')
+
+
+@pytest.mark.parametrize('given, train, expected', [
+    ([], False, 0.01), ([], True, 1.0), (['--labeled-frac', '0.5'], True, 0.5),
+    (['--labeled-frac', '0.2'], False, 0.2), (['--k-per-class', '3'], True, None)])
+def test_labeled_frac_default_depends_on_the_data(given, train, expected):
+    from ptuning_tf.cli import _labeled_frac
+    args = build_parser().parse_args(['train'] + given + (['--train', 'x.tsv'] if train else []))
+    assert _labeled_frac(args) == expected
+
+
+def test_labeled_frac_with_k_per_class_is_a_usage_error(data_dir, tmp_path, capsys):
+    assert main(['train', '--train', str(data_dir / 'train.tsv'), '--labeled-frac', '0.5',
+                 '--k-per-class', '2', '--out', str(tmp_path / 'o')]) == 2
+    assert 'give --labeled-frac or --k-per-class, not both' in _one_line_error(capsys, 'train')
+
+
+@pytest.fixture(scope='module')
+def three_class(tmp_path_factory):
+    d = tmp_path_factory.mktemp('three')
+    lines = ['%s\t2' % t for t in POS] + ['%s\t0' % t for t in NEG] + ['还可以\t1', '一般\t1']
+    (d / 'train.tsv').write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    return d / 'train.tsv'
+
+
+def test_label_words_set_the_number_of_classes(three_class, tiny_bert_dir, tmp_path, capsys):
+    out = tmp_path / 'o'
+    assert main(['train', '--model-dir', tiny_bert_dir, '--train', str(three_class), '--valid', str(three_class),
+                 '--test', str(three_class), '--label-words', '差,还,好', '--epochs', '1', '--maxlen', '32',
+                 '--out', str(out)]) == 0
+    metrics = json.load(open(str(out / 'metrics.json')))
+    # no --labeled-frac with an own --train file: all 12 examples are labelled
+    assert metrics['classes'] == 3 and metrics['labeled'] == 12 and metrics['labeled_frac'] == 1.0
+    capsys.readouterr()
+    assert main(['eval', str(out), '--model-dir', tiny_bert_dir, '--test', str(three_class)]) == 0
+    assert _last_json(capsys)[0] == {'split': 'test', 'examples': 12, 'accuracy': metrics['test_acc']}
+    assert main(['predict', str(out / 'prompt.npz'), '--model-dir', tiny_bert_dir, '--text', '一般']) == 0
+    assert len(_last_json(capsys)[0]['probs']) == 3
+
+
+def test_labels_beyond_the_label_words_are_a_clear_error(three_class, tiny_bert_dir, trained, tmp_path, capsys):
+    assert main(['train', '--model-dir', tiny_bert_dir, '--train', str(three_class), '--out', str(tmp_path / 'o')]) == 2
+    message = _one_line_error(capsys, 'train')
+    assert '%s:1: label 2 outside the classes 0..1' % three_class in message
+    assert '--label-words gives 2 words (不,很), one per class' in message
+    assert not (tmp_path / 'o').exists()
+    assert main(['eval', str(trained), '--model-dir', tiny_bert_dir, '--test', str(three_class)]) == 2
+    assert 'the classifier has 2 label words (不,很)' in _one_line_error(capsys, 'eval')
+    assert main(['train', '--label-words', '好', '--out', str(tmp_path / 'o')]) == 2
+    assert '--label-words needs at least two words' in _one_line_error(capsys, 'train')
+
+
+def test_finetune_saves_the_model_for_eval_and_predict(data_dir, tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    after_training, fit = {}, PromptClassifier.fit
+
+    def recording_fit(self, *args, **kwargs):
+        result = fit(self, *args, **kwargs)
+        after_training['probs'] = self.predict_proba(['很好', '太差'])
+        return result
+    monkeypatch.setattr(PromptClassifier, 'fit', recording_fit)
+    out = tmp_path / 'ft'
+    assert main(['train', '--mode', 'finetune', '--model-dir', tiny_bert_dir, '--train', str(data_dir / 'train.tsv'),
+                 '--valid', str(data_dir / 'valid.tsv'), '--test', str(data_dir / 'test.tsv'), '--epochs', '2',
+                 '--batch-size', '4', '--lr', '0.01', '--maxlen', '32', '--out', str(out)]) == 0
+    metrics = json.load(open(str(out / 'metrics.json')))
+    assert sorted(os.listdir(str(out))) == ['metrics.json', 'model'] and metrics['model'] == str(out / 'model')
+    assert 'classifier.json' in os.listdir(str(out / 'model'))
+    capsys.readouterr()
+    # no base model options: the directory holds the fine-tuned weights
+    assert main(['eval', str(out), '--test', str(data_dir / 'test.tsv')]) == 0
+    assert _last_json(capsys)[0] == {'split': 'test', 'examples': 10, 'accuracy': metrics['test_acc']}
+    expected = load_finetuned(str(out / 'model')).predict_proba(['很好', '太差'])
+    np.testing.assert_allclose(expected, after_training['probs'], atol=1e-6, rtol=0)
+    for path in (str(out), str(out / 'model')):
+        assert main(['predict', path, '--text', '很好', '--text', '太差']) == 0
+        np.testing.assert_allclose([r['probs'] for r in _last_json(capsys, 2)], expected, atol=1e-4)
+    assert main(['predict', str(out), '--model-dir', tiny_bert_dir, '--text', '很好']) == 2
+    assert 'drop --model-dir' in _one_line_error(capsys, 'predict')
