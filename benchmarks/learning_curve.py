@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ptuning_tf  # noqa: E402,F401
+import accuracy  # noqa: E402
 from accuracy import run_row  # noqa: E402
 import report  # noqa: E402
 
@@ -32,7 +33,11 @@ def parse_args(argv=None):
     p.add_argument('--steps', help='comma-separated snapshot steps to use (default: all)')
     p.add_argument('--seeds', default='0,1')
     p.add_argument('--epochs', type=int, default=8)
-    p.add_argument('--steps-per-epoch', type=int, default=20)
+    p.add_argument('--steps-per-epoch', type=int, default=12)
+    p.add_argument('--select-limit', type=int, default=500,
+                   help='choose the best epoch on the first N valid texts; 0: all of valid')
+    p.add_argument('--methods', help='comma-separated benchmark methods (default: bert_ptuning,'
+                                     'pet_zero_shot for BERT; gpt_ptuning for GPT)')
     p.add_argument('--dataset', default='bojone')
     return p.parse_args(argv)
 
@@ -86,7 +91,9 @@ def main(argv=None):
     seeds = [int(s) for s in args.seeds.split(',')]
     steps = [int(s) for s in args.steps.split(',')] if args.steps else snapshot_steps(args.snapshots)
     logged = heldout_metrics(args.run_dir)
-    methods = ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'bert' else ['gpt_ptuning']
+    accuracy.SELECT_LIMIT = args.select_limit or None
+    methods = (args.methods.split(',') if args.methods else
+               ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'bert' else ['gpt_ptuning'])
     previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
     records = [r for r in previous if not (r['kind'] == args.kind and r['step'] in steps)]
     t0 = time.time()
@@ -101,9 +108,10 @@ def main(argv=None):
             row.setdefault('tokens_seen', 0)
             records.append(row)
     plot = plot_curve(records, os.path.join(os.path.dirname(report.RESULTS), 'pretraining_curve.png'))
-    notes = ('P-tuning: %d epochs x %d steps, batch 32, Adam 6e-4, best-valid epoch kept; '
-             'seeds %s each draw their own 1%% sample. Held-out metrics come from the pretraining '
-             'log at the same step.' % (args.epochs, args.steps_per_epoch, args.seeds))
+    notes = ('P-tuning: %d epochs x %d steps, batch 32, library default learning rate, best '
+             'epoch chosen on the first %s valid texts; seeds %s each draw their own 1%% sample. '
+             'Held-out metrics come from the pretraining log at the same step.'
+             % (args.epochs, args.steps_per_epoch, args.select_limit or 'all', args.seeds))
     report.update('pretraining_curve', records, time.time() - t0, {'plot': plot, 'notes': notes})
 
 
