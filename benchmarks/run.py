@@ -37,6 +37,8 @@ def parse_args(argv=None):
     p.add_argument('--bert-dir', help='default: the shipped mini BERT')
     p.add_argument('--gpt-dir', help='default: the shipped mini GPT')
     p.add_argument('--only', action='append', choices=SECTIONS, help='run only these sections')
+    p.add_argument('--methods', help='comma-separated reference rows to run (default: all of '
+                                     'accuracy.METHODS)')
     p.add_argument('--lr-candidates', default='1e-5,1e-4,5e-4',
                    help='fine-tune learning rates tried on seed 0, chosen by valid accuracy')
     p.add_argument('--eval-limit', type=int, default=None,
@@ -59,30 +61,37 @@ def main(argv=None):
     dirs = {'bert': args.bert_dir, 'gpt': args.gpt_dir}
     name = 'mini' if not (args.bert_dir or args.gpt_dir) else 'custom'
     sections = args.only or SECTIONS
+    methods = args.methods.split(',') if args.methods else list(METHODS)
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit('unknown --methods %s; choose from %s' % (', '.join(unknown), ', '.join(METHODS)))
     common = dict(epochs=epochs, model_dirs=dirs, model_name=name, steps_per_epoch=steps)
 
     finetune_lr = None
     if {'reference', 'fractions', 'snownlp', 'cross_domain'} & set(sections):
         t0 = time.time()
         candidates = [float(x) for x in args.lr_candidates.split(',')]
-        finetune_lr = candidates[0] if args.quick else choose_lr(
+        finetune_lr = candidates[0] if args.quick or len(candidates) == 1 else choose_lr(
             'finetune', 'bojone', 0.01, candidates, epochs, dirs, steps)
         print('fine-tune lr chosen by valid: %g (%.0fs)' % (finetune_lr, time.time() - t0))
     lr_of = lambda m: finetune_lr if METHODS[m][1].get('mode') == 'finetune' else None  # noqa: E731
 
     if 'reference' in sections:
         t0, records = time.time(), []
-        for method in METHODS:
+        for method in methods:
             records += run_row(method, 'bojone', 0.01,
                                few_seeds if method in accuracy.SECONDARY else seeds,
                                lr=lr_of(method), first_fraction_row=True, **common)
+        how_lr = ('chosen on seed 0 by valid accuracy among %s' % args.lr_candidates
+                  if len(args.lr_candidates.split(',')) > 1 else 'given')
+        subset = '' if args.methods is None else ' Only the rows %s were run.' % ', '.join(methods)
         report.update('reference', records, time.time() - t0,
-                      {'notes': 'Fine-tune learning rate %g, chosen on seed 0 by valid accuracy '
-                                'among %s. %d epochs of %s steps, batch 32, maxlen 128; the best '
-                                'epoch is chosen on the first %s valid texts, then scored on all '
-                                'of valid and test. Rows beyond the published table use %d seeds.'
-                                % (finetune_lr, args.lr_candidates, epochs, steps,
-                                   accuracy.SELECT_LIMIT or 'all', len(few_seeds))})
+                      {'notes': 'Fine-tune learning rate %g, %s. %d epochs of %s steps, batch 32, '
+                                'maxlen 128; the best epoch is chosen on the first %s valid texts, '
+                                'then scored on all of valid and test. Rows beyond the published '
+                                'table use %d seeds.%s'
+                                % (finetune_lr or 0, how_lr, epochs, steps,
+                                   accuracy.SELECT_LIMIT or 'all', len(few_seeds), subset)})
     if 'fractions' in sections:
         t0, records = time.time(), []
         fracs = [0.01] if args.quick else [0.005, 0.01, 0.02, 0.05, 0.1]

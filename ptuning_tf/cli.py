@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
             ('seed', 0, 'seed of initialisation, data order and masking')):
         pt.add_argument('--' + name, type=int, default=default, help=text)
     pt.add_argument('--lr', type=float, default=7e-4, help='peak learning rate of AdamW')
+    pt.add_argument('--mask-rate', type=float, default=0.15,
+                    help='bert: share of tokens masked (also in the held-out evaluation); higher '
+                         'rates give more predictions per token of compute')
     pt.add_argument('--max-seconds', type=float, help='stop (and checkpoint) after this long')
     pt.add_argument('--max-steps', type=int, help='stop after this many more steps')
     pt.add_argument('--init-from', help='start from this checkpoint (e.g. the mini BERT for a GPT)')
@@ -307,6 +310,8 @@ def cmd_predict(args) -> List[dict]:
 
 
 def cmd_pretrain(args) -> dict:
+    if not 0 < args.mask_rate < 1:
+        raise UsageError('--mask-rate must be in (0, 1), got %g' % args.mask_rate)
     if args.threads:
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -316,7 +321,8 @@ def cmd_pretrain(args) -> dict:
                             num_hidden_layers=args.layers, num_attention_heads=args.heads,
                             intermediate_size=args.intermediate_size, seq_len=args.seq_len,
                             batch_size=args.batch_size, learning_rate=args.lr,
-                            warmup_steps=args.warmup_steps, total_steps=args.total_steps, seed=args.seed)
+                            warmup_steps=args.warmup_steps, total_steps=args.total_steps, seed=args.seed,
+                            mask_rate=args.mask_rate)
     t0 = time.time()
     metrics = run_pretraining(config, args.work_dir, args.out, args.max_seconds, args.max_steps,
                               init_from=args.init_from, vocab_path=args.vocab, corpus_path=args.corpus,

@@ -472,3 +472,17 @@ def test_packed_cache_is_keyed_by_corpus_and_vocab(corpus_files, tmp_path):
     assert packed_cache_path(work, config, corpus, str(smaller_vocab)) != key
     assert packed_cache_path(work, tiny(seed=1), corpus, vocab) != key  # another held-out draw
     assert len([p for p in os.listdir(work) if p.startswith('packed_16_')]) == 2
+
+
+def test_cli_pretrain_mask_rate_reaches_the_config_and_is_checked(corpus_files, tmp_path, capsys):
+    from ptuning_tf.cli import main
+    corpus, vocab = corpus_files
+    args = ['pretrain', '--work-dir', str(tmp_path / 'w'), '--out', str(tmp_path / 'o'),
+            '--hidden-size', '32', '--layers', '1', '--heads', '2', '--intermediate-size', '64',
+            '--seq-len', '16', '--batch-size', '4', '--max-steps', '1', '--corpus', corpus,
+            '--vocab', vocab]
+    assert main(args + ['--mask-rate', '1.5']) == 2
+    assert '--mask-rate must be in (0, 1)' in capsys.readouterr().err
+    assert not os.path.exists(str(tmp_path / 'o'))
+    assert main(args + ['--mask-rate', '0.4']) == 0
+    assert json.load(open(str(tmp_path / 'o' / 'PRETRAIN.json')))['mask_rate'] == 0.4
