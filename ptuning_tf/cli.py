@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument('--mask-rate', type=float, default=0.15,
                     help='bert: share of tokens masked (also in the held-out evaluation); higher '
                          'rates give more predictions per token of compute')
+    pt.add_argument('--position-init', choices=['random', 'sinusoid'], default='random',
+                    help='start of the learned position embeddings (sinusoid: word order from step 0)')
     pt.add_argument('--max-seconds', type=float, help='stop (and checkpoint) after this long')
     pt.add_argument('--max-steps', type=int, help='stop after this many more steps')
     pt.add_argument('--init-from', help='start from this checkpoint (e.g. the mini BERT for a GPT)')
@@ -322,7 +324,7 @@ def cmd_pretrain(args) -> dict:
                             intermediate_size=args.intermediate_size, seq_len=args.seq_len,
                             batch_size=args.batch_size, learning_rate=args.lr,
                             warmup_steps=args.warmup_steps, total_steps=args.total_steps, seed=args.seed,
-                            mask_rate=args.mask_rate)
+                            mask_rate=args.mask_rate, position_init=args.position_init)
     t0 = time.time()
     metrics = run_pretraining(config, args.work_dir, args.out, args.max_seconds, args.max_steps,
                               init_from=args.init_from, vocab_path=args.vocab, corpus_path=args.corpus,

@@ -88,6 +88,13 @@ class PretrainConfig:
     dropout: float = 0.0
     seed: int = 0
     heldout_fraction: float = 0.005
+    position_init: str = 'random'  # or 'sinusoid': see sinusoid_positions
+
+    def __post_init__(self):
+        if self.position_init not in ('random', 'sinusoid'):
+            raise ValueError("position_init must be 'random' or 'sinusoid', got %r" % self.position_init)
+        if not 0 < self.mask_rate < 1:
+            raise ValueError('mask_rate must be in (0, 1), got %g' % self.mask_rate)
 
     def model_config(self, vocab_size: int) -> dict:
         """config.json in Google's BERT layout."""
@@ -183,6 +190,20 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {'peak': self.peak, 'warmup': self.warmup, 'total': self.total}
 
 
+def sinusoid_positions(n: int, dim: int, std: float) -> np.ndarray:
+    """Transformer sinusoids rescaled to `std`: a start for learned position embeddings.
+
+    Measured here: a BERT whose position embeddings started random still predicted masked
+    characters from the bag of surrounding characters after 8M tokens, with the position
+    table barely moved. Sinusoids give word order from step 0 and stay trainable; the
+    checkpoint layout is unchanged.
+    """
+    angles = np.arange(n)[:, None] * np.exp(-np.log(1e4) * np.arange(0, dim, 2) / dim)[None]
+    table = np.zeros((n, dim), dtype='float32')
+    table[:, 0::2], table[:, 1::2] = np.sin(angles), np.cos(angles[:, :dim // 2])
+    return table * (std / table.std())
+
+
 class Pretrainer:
     """Holds the model, optimizer and data of one run; `train` resumes where it stopped."""
 
@@ -201,6 +222,9 @@ class Pretrainer:
                             % (corpus_path, len(self.train_rows), config.seq_len, config.batch_size))
         self.transformer = build_transformer(
             self.model_config, init_from, config.kind, trainable_ids=None, dropout=config.dropout)
+        if init_from is None and config.position_init == 'sinusoid':
+            table = self.transformer.model.get_layer('Embedding-Position').embeddings
+            table.assign(sinusoid_positions(*table.shape, self.model_config['initializer_range']))
         self._build_heads()
         self.optimizer = keras.optimizers.AdamW(
             WarmupLinearDecay(config.learning_rate, config.warmup_steps, config.total_steps),

@@ -486,3 +486,27 @@ def test_cli_pretrain_mask_rate_reaches_the_config_and_is_checked(corpus_files, 
     assert not os.path.exists(str(tmp_path / 'o'))
     assert main(args + ['--mask-rate', '0.4']) == 0
     assert json.load(open(str(tmp_path / 'o' / 'PRETRAIN.json')))['mask_rate'] == 0.4
+
+
+def test_sinusoid_position_init_gives_ordered_positions_and_random_does_not(corpus_files, tmp_path):
+    from ptuning_tf.pretrain import sinusoid_positions
+    corpus, vocab = corpus_files
+    tables = {}
+    for init in ('random', 'sinusoid'):
+        trainer = Pretrainer(tiny(position_init=init), vocab, corpus, str(tmp_path / init))
+        tables[init] = trainer.transformer.model.get_layer('Embedding-Position').get_weights()[0]
+    expected = sinusoid_positions(*tables['sinusoid'].shape, 0.02)
+    np.testing.assert_allclose(tables['sinusoid'], expected, rtol=1e-6)
+    assert abs(expected.std() - 0.02) < 1e-6
+
+    def neighbour_cosine(t):
+        t = t / np.linalg.norm(t, axis=1, keepdims=True)
+        return float(np.mean(np.sum(t[:-1] * t[1:], axis=1)))
+    # neighbouring positions look alike only in the sinusoid table: that is its point
+    assert neighbour_cosine(tables['sinusoid']) > 0.5 > abs(neighbour_cosine(tables['random']))
+
+
+@pytest.mark.parametrize('bad', [dict(position_init='learned'), dict(mask_rate=0.0), dict(mask_rate=1.0)])
+def test_pretrain_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        tiny(**bad)
