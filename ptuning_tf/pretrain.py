@@ -4,7 +4,6 @@ The output is a bert4keras/Google-format directory (config.json, bert_model.ckpt
 vocab.txt), so the shipped mini models load through the same builders as real ones.
 Runs are budgeted in steps or seconds, checkpoint periodically and resume.
 """
-import collections
 import hashlib
 import io
 import json
@@ -12,7 +11,7 @@ import os
 import signal
 import time
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -20,55 +19,10 @@ import tf_keras as keras
 from bert4keras.tokenizers import Tokenizer
 
 from .checkpoint import atomic_write_bytes, atomic_write_text, check_vocab, save_model_dir
+from .corpus import SPECIAL_TOKENS, build_vocab, write_vocab  # noqa: F401  (public here too)
 from .data import DataError
 from .models import build_transformer, split_head
 from .progress import progress_bar
-
-SPECIAL_TOKENS = ['[PAD]'] + ['[unused%d]' % i for i in range(1, 100)] + \
-    ['[UNK]', '[CLS]', '[SEP]', '[MASK]']
-
-
-class _BasicTokenizer(Tokenizer):
-    """bert4keras' pre-tokenisation without word pieces: what a vocabulary must cover."""
-
-    def __init__(self):
-        super().__init__({'[UNK]': 0}, do_lower_case=True)
-
-    def _word_piece_tokenize(self, word):
-        return [word]
-
-
-def build_vocab(texts: Iterable[str], min_count: int = 5, max_size: int = 8000,
-                max_words: int = 300) -> List[str]:
-    """A BERT-layout vocabulary from a corpus: specials, [unused1..99], then pieces.
-
-    Characters (CJK, punctuation, digits, letters) are kept by frequency; frequent
-    Latin/digit words are kept whole and every character also as a `##` piece, so
-    bert4keras' word-piece tokenizer can spell any word without `[UNK]`.
-    """
-    basic = _BasicTokenizer()
-    chars, words = collections.Counter(), collections.Counter()
-    for text in texts:
-        for token in basic._tokenize(text):
-            if len(token) == 1:
-                chars[token] += 1
-            else:
-                words[token] += 1
-                chars.update(token[0])
-                chars.update('##' + c for c in token[1:])
-    vocab = list(SPECIAL_TOKENS)
-    budget = max_size - len(vocab)
-    whole = [w for w, c in words.most_common(max_words) if c >= min_count]
-    pieces = [t for t, c in chars.most_common() if c >= min_count]
-    # a '##x' piece needs its character too, or decoding breaks; keep pairs consistent
-    vocab += pieces[:budget - min(len(whole), budget // 20)]
-    vocab += whole[:max_size - len(vocab)]
-    return vocab
-
-
-def write_vocab(vocab: List[str], path: str) -> None:
-    atomic_write_text(path, ''.join(t + '\n' for t in vocab))
-
 
 @dataclass
 class PretrainConfig:
