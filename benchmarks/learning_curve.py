@@ -28,6 +28,8 @@ import report  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--kind', choices=['bert', 'gpt'], default='bert')
+    p.add_argument('--run-name', help='name of this pretraining run in the table and plot '
+                                      '(default: the kind); points of other runs are kept')
     p.add_argument('--run-dir', required=True, help='pretraining work dir (holds log.jsonl)')
     p.add_argument('--snapshots', required=True, help='directory of step_N/ exported models')
     p.add_argument('--steps', help='comma-separated snapshot steps to use (default: all)')
@@ -58,28 +60,35 @@ def heldout_metrics(run_dir: str):
     return out
 
 
+def _run(record: dict) -> str:
+    return record.get('run', record['kind'])
+
+
 def plot_curve(records, path: str) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in sorted({r['method'] for r in records}):
-        rows = sorted((r for r in records if r['method'] == method), key=lambda r: r['tokens_seen'])
+    for run, method in sorted({(_run(r), r['method']) for r in records}):
+        rows = sorted((r for r in records if r['method'] == method and _run(r) == run),
+                      key=lambda r: r['tokens_seen'])
         ax.errorbar([r['tokens_seen'] / 1e6 for r in rows], [100 * r['test_mean'] for r in rows],
                     yerr=[100 * r['test_std'] for r in rows], marker='o', capsize=3,
-                    label='%s (%s)' % (rows[0]['description'], rows[0]['kind']))
+                    label='%s, %s' % (method, run))  # method keys: the plot font has no CJK
     ax.set_xlabel('pretraining tokens (millions)')
     ax.set_ylabel('test accuracy (%), bojone 1% labels')
     twin = ax.twinx()
-    for kind in sorted({r['kind'] for r in records}):
-        rows = sorted({r['step']: r for r in records if r['kind'] == kind}.values(),
+    for run in sorted({_run(r) for r in records}):
+        rows = sorted({r['step']: r for r in records if _run(r) == run}.values(),
                       key=lambda r: r['tokens_seen'])
-        key = 'heldout_mlm_acc' if kind == 'bert' else 'heldout_lm_acc'
-        twin.plot([r['tokens_seen'] / 1e6 for r in rows], [100 * r.get(key, 0) for r in rows],
-                  ls='--', color='grey', label='held-out %s acc' % ('MLM' if kind == 'bert' else 'LM'))
+        mlm = rows[0]['kind'] == 'bert'
+        twin.plot([r['tokens_seen'] / 1e6 for r in rows],
+                  [100 * r.get('heldout_mlm_acc' if mlm else 'heldout_lm_acc', 0) for r in rows],
+                  ls='--', marker='.', label='held-out %s acc (%s)' % ('MLM' if mlm else 'LM', run))
     twin.set_ylabel('held-out pretraining accuracy (%), dashed')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='upper left')
+    twin.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -95,7 +104,8 @@ def main(argv=None):
     methods = (args.methods.split(',') if args.methods else
                ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'bert' else ['gpt_ptuning'])
     previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
-    records = [r for r in previous if not (r['kind'] == args.kind and r['step'] in steps)]
+    run = args.run_name or args.kind
+    records = [r for r in previous if not (_run(r) == run and r['step'] in steps)]
     t0 = time.time()
     for step in steps:
         model_dir = os.path.join(args.snapshots, 'step_%d' % step)
@@ -103,8 +113,8 @@ def main(argv=None):
                     if k.startswith('heldout_') or k in ('tokens_seen', 'tokens_per_second')}
         for method in methods:
             row = run_row(method, args.dataset, 0.01, seeds, args.epochs, {args.kind: model_dir},
-                          '%s step %d' % (args.kind, step), steps_per_epoch=args.steps_per_epoch)[0]
-            row.update(kind=args.kind, step=step, command='python ' + ' '.join(sys.argv), **pretrain)
+                          '%s step %d' % (run, step), steps_per_epoch=args.steps_per_epoch)[0]
+            row.update(kind=args.kind, run=run, step=step, command='python ' + ' '.join(sys.argv), **pretrain)
             row.setdefault('tokens_seen', 0)
             records.append(row)
     plot = plot_curve(records, os.path.join(os.path.dirname(report.RESULTS), 'pretraining_curve.png'))

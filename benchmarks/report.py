@@ -86,7 +86,7 @@ def _speed_table(records) -> List[str]:
 def _curve_table(records) -> List[str]:
     lines = ['| model | method | tokens seen | held-out MLM acc / LM ppl | valid % | test % |',
              '|---|---|---|---|---|---|']
-    for r in sorted(records, key=lambda r: (r['kind'], r['step'], r['method'])):
+    for r in sorted(records, key=lambda r: (r.get('run', r['kind']), r['step'], r['method'])):
         quality = r.get('heldout_mlm_acc', r.get('heldout_ppl'))
         lines.append('| %s | %s | %.1fM | %s | %s | %s |' % (
             r['model'], r.get('description', r['method']), r['tokens_seen'] / 1e6,

@@ -42,3 +42,37 @@ def test_quick_benchmark_produces_every_row(tiny_bert_dir, tiny_gpt_dir, tmp_pat
         assert metric in metrics
     markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
     assert 'BERT + P-tuning' in markdown and os.path.exists(str(tmp_path / 'fractions.png'))
+
+
+def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, tmp_path, monkeypatch):
+    try:
+        shared_dir()
+    except DataError:
+        pytest.skip('../shared not available')
+    import shutil
+    snapshots, run_dir = tmp_path / 'snapshots', tmp_path / 'run'
+    for step in (1, 2):
+        shutil.copytree(tiny_bert_dir, str(snapshots / ('step_%d' % step)))
+    run_dir.mkdir()
+    (run_dir / 'log.jsonl').write_text(''.join(
+        json.dumps({'step': s, 'tokens_seen': 100 * s, 'heldout_mlm_acc': 0.1 * s}) + '\n'
+        for s in (1, 2)))
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import accuracy
+        import learning_curve
+        import report
+        monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
+        monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
+        monkeypatch.setattr(accuracy, 'EVAL_LIMIT', 16)
+        common = ['--kind', 'bert', '--run-dir', str(run_dir), '--snapshots', str(snapshots),
+                  '--seeds', '0', '--epochs', '1', '--steps-per-epoch', '1',
+                  '--methods', 'pet_zero_shot']
+        learning_curve.main(common + ['--run-name', 'a'])
+        learning_curve.main(common + ['--run-name', 'b', '--steps', '2'])
+    finally:
+        sys.path.remove(BENCHMARKS)
+    records = json.load(open(str(tmp_path / 'results.json')))['sections']['pretraining_curve']['records']
+    assert sorted((r['run'], r['step']) for r in records) == [('a', 1), ('a', 2), ('b', 2)]
+    assert {r['step']: r['tokens_seen'] for r in records} == {1: 100, 2: 200}
+    assert os.path.exists(str(tmp_path / 'pretraining_curve.png'))
