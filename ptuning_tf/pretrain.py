@@ -21,7 +21,7 @@ from bert4keras.tokenizers import Tokenizer
 from .checkpoint import atomic_write_bytes, atomic_write_text, check_vocab, save_model_dir
 from .corpus import SPECIAL_TOKENS, build_vocab, write_vocab  # noqa: F401  (public here too)
 from .data import DataError
-from .models import build_transformer, split_head
+from .models import build_transformer, is_gpt_checkpoint, load_gpt_into_bert, split_head
 from .progress import progress_bar
 
 @dataclass
@@ -174,8 +174,11 @@ class Pretrainer:
             raise DataError('corpus %s gives %d training rows of %d tokens, fewer than one batch '
                             '(%d): use more text, a smaller --seq-len or --batch-size'
                             % (corpus_path, len(self.train_rows), config.seq_len, config.batch_size))
-        self.transformer = build_transformer(
-            self.model_config, init_from, config.kind, trainable_ids=None, dropout=config.dropout)
+        from_gpt = bool(init_from) and config.kind == 'bert' and is_gpt_checkpoint(init_from)
+        self.transformer = build_transformer(self.model_config, None if from_gpt else init_from,
+                                             config.kind, trainable_ids=None, dropout=config.dropout)
+        if from_gpt:
+            load_gpt_into_bert(self.transformer, init_from)
         if init_from is None and config.position_init == 'sinusoid':
             table = self.transformer.model.get_layer('Embedding-Position').embeddings
             table.assign(sinusoid_positions(*table.shape, self.model_config['initializer_range']))

@@ -510,3 +510,25 @@ def test_sinusoid_position_init_gives_ordered_positions_and_random_does_not(corp
 def test_pretrain_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         tiny(**bad)
+
+
+def test_bert_pretraining_can_start_from_a_gpt_of_the_same_size(corpus_files, tmp_path):
+    import tensorflow as tf
+    from ptuning_tf.checkpoint import CheckpointError
+    from ptuning_tf.models import SEGMENT_EMBEDDINGS, _checkpoint_pairs
+    corpus, vocab = corpus_files
+    gpt = Pretrainer(tiny('gpt'), vocab, corpus, str(tmp_path / 'gpt'))
+    gpt.train(max_steps=2, **QUIET)
+    gpt.export(str(tmp_path / 'gpt_out'), dtype=None)
+    bert = Pretrainer(tiny('bert'), vocab, corpus, str(tmp_path / 'bert'), init_from=str(tmp_path / 'gpt_out'))
+    reader = tf.train.load_checkpoint(str(tmp_path / 'gpt_out' / 'bert_model.ckpt'))
+    pairs = _checkpoint_pairs(bert.transformer)
+    assert SEGMENT_EMBEDDINGS in dict((n, w) for w, n in pairs)
+    for weight, name in pairs:
+        expected = np.zeros(weight.shape) if name == SEGMENT_EMBEDDINGS else reader.get_tensor(name)
+        np.testing.assert_array_equal(weight.numpy(), expected, err_msg=name)
+    assert np.isfinite(bert.train(max_steps=1, **QUIET)['loss'])
+
+    small = tiny('bert', hidden_size=16, num_attention_heads=2, intermediate_size=32)
+    with pytest.raises(CheckpointError, match='does not fit this BERT'):
+        Pretrainer(small, vocab, corpus, str(tmp_path / 'bad'), init_from=str(tmp_path / 'gpt_out'))
