@@ -44,8 +44,13 @@ def load() -> dict:
     return {'sections': {}}
 
 
-def update(section: str, records: List[dict], seconds: float, extra: dict = None) -> None:
-    """Replace one section of results.json and re-render BENCHMARKS.md."""
+def update(section: str, records: List[dict], seconds: float, extra: dict = None,
+           keep=None) -> None:
+    """Replace one section of results.json and re-render BENCHMARKS.md.
+
+    `keep(record)` selects earlier records of the section to keep beside the new ones
+    (e.g. the rows a `--methods` run did not redo); every record carries its command.
+    """
     from ptuning_tf.checkpoint import atomic_write_text
     data = load()
     try:
@@ -53,11 +58,27 @@ def update(section: str, records: List[dict], seconds: float, extra: dict = None
                                 text=True, cwd=HERE).stdout.strip()
     except OSError:
         commit = ''
+    command, today = 'python ' + ' '.join(sys.argv), datetime.date.today().isoformat()
+    records = [dict(r, command=r.get('command', command), date=r.get('date', today)) for r in records]
+    if keep is not None:
+        previous = data['sections'].get(section, {}).get('records', [])
+        records = [r for r in previous if keep(r)] + records
     data['sections'][section] = dict(
-        command='python ' + ' '.join(sys.argv), date=datetime.date.today().isoformat(),
-        machine=machine(), commit=commit, seconds=round(seconds), records=records, **(extra or {}))
+        command=command, date=today, machine=machine(), commit=commit, seconds=round(seconds),
+        records=records, **(extra or {}))
     atomic_write_text(RESULTS, json.dumps(data, indent=1, ensure_ascii=False))
     render(data)
+
+
+def _other_commands(section: dict) -> List[str]:
+    """Rows kept from earlier runs, under the command and date that produced them."""
+    lines = []
+    for command in dict.fromkeys(r.get('command') for r in section['records']):
+        if command and command != section['command']:
+            rows = [r for r in section['records'] if r.get('command') == command]
+            lines.append('- %s: `%s` (%s)' % (', '.join(dict.fromkeys(r['method'] for r in rows)),
+                                              command, rows[0].get('date', '')))
+    return ['', 'Rows from other runs:'] + lines if lines else []
 
 
 def _pct(mean, std):
@@ -117,6 +138,7 @@ def render(data: dict) -> None:
             out += _curve_table(s['records'])
         else:
             out += _accuracy_table(s['records'])
+        out += _other_commands(s)
         if s.get('plot'):
             out += ['', '![%s](%s)' % (TITLES[section], s['plot'])]
         out.append('')

@@ -84,14 +84,15 @@ def main(argv=None):
                                lr=lr_of(method), first_fraction_row=True, **common)
         how_lr = ('chosen on seed 0 by valid accuracy among %s' % args.lr_candidates
                   if len(args.lr_candidates.split(',')) > 1 else 'given')
-        subset = '' if args.methods is None else ' Only the rows %s were run.' % ', '.join(methods)
+        subset = '' if args.methods is None else ' This run redid the rows %s.' % ', '.join(methods)
         report.update('reference', records, time.time() - t0,
                       {'notes': 'Fine-tune learning rate %g, %s. %d epochs of %s steps, batch 32, '
                                 'maxlen 128; the best epoch is chosen on the first %s valid texts, '
                                 'then scored on all of valid and test. Rows beyond the published '
                                 'table use %d seeds.%s'
                                 % (finetune_lr or 0, how_lr, epochs, steps,
-                                   accuracy.SELECT_LIMIT or 'all', len(few_seeds), subset)})
+                                   accuracy.SELECT_LIMIT or 'all', len(few_seeds), subset)},
+                      keep=(lambda r: r['method'] not in methods) if args.methods else None)
     if 'fractions' in sections:
         t0, records = time.time(), []
         fracs = [0.01] if args.quick else [0.005, 0.01, 0.02, 0.05, 0.1]

@@ -76,3 +76,26 @@ def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, tmp_path, monk
     assert sorted((r['run'], r['step']) for r in records) == [('a', 1), ('a', 2), ('b', 2)]
     assert {r['step']: r['tokens_seen'] for r in records} == {1: 100, 2: 200}
     assert os.path.exists(str(tmp_path / 'pretraining_curve.png'))
+
+
+def test_report_keeps_rows_of_other_runs_with_their_command(tmp_path, monkeypatch):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import report
+    finally:
+        sys.path.remove(BENCHMARKS)
+    monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
+    monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
+    row = dict(model='m', dataset='d', labeled_frac=0.01, seeds=[0], valid_mean=0.5,
+               valid_std=0.0, test_mean=0.5, test_std=0.0)
+    monkeypatch.setattr(sys, 'argv', ['benchmarks/run.py', '--methods', 'a,b'])
+    report.update('reference', [dict(row, method='a'), dict(row, method='b')], 1.0)
+    monkeypatch.setattr(sys, 'argv', ['benchmarks/run.py', '--methods', 'b'])
+    report.update('reference', [dict(row, method='b', test_mean=0.9)], 1.0,
+                  keep=lambda r: r['method'] != 'b')
+    records = json.load(open(str(tmp_path / 'results.json')))['sections']['reference']['records']
+    assert [(r['method'], r['test_mean'], r['command']) for r in records] == [
+        ('a', 0.5, 'python benchmarks/run.py --methods a,b'),
+        ('b', 0.9, 'python benchmarks/run.py --methods b')]
+    markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
+    assert '- a: `python benchmarks/run.py --methods a,b`' in markdown
