@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help='start of the learned position embeddings (sinusoid: word order from step 0)')
     pt.add_argument('--max-seconds', type=float, help='stop (and checkpoint) after this long')
     pt.add_argument('--max-steps', type=int, help='stop after this many more steps')
-    pt.add_argument('--init-from', help='start from this checkpoint (e.g. the mini BERT for a GPT)')
+    pt.add_argument('--init-from', help='start from this checkpoint (same size and vocab); a BERT may '
+                                        'start from a GPT: shared weights, zero segment embeddings')
     pt.add_argument('--vocab', help='use this vocab instead of building one')
     pt.add_argument('--corpus', help='use this corpus file instead of building one')
     pt.add_argument('--threads', type=int, help='TensorFlow intra-op threads')
