@@ -78,13 +78,13 @@ def plot_curve(records, path: str) -> str:
     ax.set_xlabel('pretraining tokens (millions)')
     ax.set_ylabel('test accuracy (%), bojone 1% labels')
     twin = ax.twinx()
-    for run in sorted({_run(r) for r in records}):
+    for shade, run in zip(('0.15', '0.45', '0.7', '0.85'), sorted({_run(r) for r in records})):
         rows = sorted({r['step']: r for r in records if _run(r) == run}.values(),
                       key=lambda r: r['tokens_seen'])
         mlm = rows[0]['kind'] == 'bert'
         twin.plot([r['tokens_seen'] / 1e6 for r in rows],
                   [100 * r.get('heldout_mlm_acc' if mlm else 'heldout_lm_acc', 0) for r in rows],
-                  ls='--', marker='.', label='held-out %s acc (%s)' % ('MLM' if mlm else 'LM', run))
+                  ls='--', marker='.', color=shade, label='held-out %s acc (%s)' % ('MLM' if mlm else 'LM', run))
     twin.set_ylabel('held-out pretraining accuracy (%), dashed')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='upper left')
