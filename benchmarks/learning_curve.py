@@ -60,17 +60,13 @@ def heldout_metrics(run_dir: str):
     return out
 
 
-def _run(record: dict) -> str:
-    return record.get('run', record['kind'])
-
-
 def plot_curve(records, path: str) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for run, method in sorted({(_run(r), r['method']) for r in records}):
-        rows = sorted((r for r in records if r['method'] == method and _run(r) == run),
+    for run, method in sorted({(report.run_of(r), r['method']) for r in records}):
+        rows = sorted((r for r in records if r['method'] == method and report.run_of(r) == run),
                       key=lambda r: r['tokens_seen'])
         ax.errorbar([r['tokens_seen'] / 1e6 for r in rows], [100 * r['test_mean'] for r in rows],
                     yerr=[100 * r['test_std'] for r in rows], marker='o', capsize=3,
@@ -78,8 +74,8 @@ def plot_curve(records, path: str) -> str:
     ax.set_xlabel('pretraining tokens (millions)')
     ax.set_ylabel('test accuracy (%), bojone 1% labels')
     twin = ax.twinx()
-    for shade, run in zip(('0.15', '0.45', '0.7', '0.85'), sorted({_run(r) for r in records})):
-        rows = sorted({r['step']: r for r in records if _run(r) == run}.values(),
+    for shade, run in zip(('0.15', '0.45', '0.7', '0.85'), sorted({report.run_of(r) for r in records})):
+        rows = sorted({r['step']: r for r in records if report.run_of(r) == run}.values(),
                       key=lambda r: r['tokens_seen'])
         mlm = rows[0]['kind'] == 'bert'
         twin.plot([r['tokens_seen'] / 1e6 for r in rows],
@@ -105,7 +101,7 @@ def main(argv=None):
                ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'bert' else ['gpt_ptuning'])
     previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
     run = args.run_name or args.kind
-    records = [r for r in previous if not (_run(r) == run and r['step'] in steps)]
+    records = [r for r in previous if not (report.run_of(r) == run and r['step'] in steps)]
     t0 = time.time()
     for step in steps:
         model_dir = os.path.join(args.snapshots, 'step_%d' % step)

@@ -104,10 +104,15 @@ def _speed_table(records) -> List[str]:
     return lines
 
 
+def run_of(record: dict) -> str:
+    """The pretraining run a learning-curve point belongs to (older points: their kind)."""
+    return record.get('run', record['kind'])
+
+
 def _curve_table(records) -> List[str]:
     lines = ['| model | method | tokens seen | held-out MLM acc / LM ppl | valid % | test % |',
              '|---|---|---|---|---|---|']
-    for r in sorted(records, key=lambda r: (r.get('run', r['kind']), r['step'], r['method'])):
+    for r in sorted(records, key=lambda r: (run_of(r), r['step'], r['method'])):
         quality = r.get('heldout_mlm_acc', r.get('heldout_ppl'))
         lines.append('| %s | %s | %.1fM | %s | %s | %s |' % (
             r['model'], r.get('description', r['method']), r['tokens_seen'] / 1e6,

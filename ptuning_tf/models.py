@@ -162,6 +162,9 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 
     return transformer
 
 
+SEGMENT_EMBEDDINGS = 'bert/embeddings/token_type_embeddings'  # absent in the GPT layout
+
+
 def _checkpoint_pairs(transformer):
     """(weight, checkpoint name) pairs exactly as bert4keras' loader matches them."""
     pairs = []
@@ -185,7 +188,7 @@ def load_checkpoint_weights(transformer, checkpoint_path: str, kind: str) -> Non
     for weight, name in _checkpoint_pairs(transformer):
         if name not in shapes:
             hint = ''
-            if kind == 'bert' and name == 'bert/embeddings/token_type_embeddings':
+            if kind == 'bert' and name == SEGMENT_EMBEDDINGS:
                 hint = ('; it looks like a GPT checkpoint (no segment embeddings): '
                         "use --kind gpt (kind='gpt')")
             raise CheckpointError('checkpoint %s has no variable %s, which a %s model needs%s'
@@ -199,9 +202,6 @@ def load_checkpoint_weights(transformer, checkpoint_path: str, kind: str) -> Non
     except (tf.errors.OpError, ValueError) as e:  # anything the checks above did not foresee
         raise CheckpointError('cannot load checkpoint %s: %s'
                               % (checkpoint_path, str(e).splitlines()[0])) from e
-
-
-SEGMENT_EMBEDDINGS = 'bert/embeddings/token_type_embeddings'
 
 
 def is_gpt_checkpoint(checkpoint_path: str) -> bool:
