@@ -20,8 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ptuning_tf  # noqa: E402,F401
-import accuracy  # noqa: E402
-from accuracy import run_row  # noqa: E402
+from accuracy import Pool, run_row  # noqa: E402
 import report  # noqa: E402
 
 
@@ -36,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument('--seeds', default='0,1')
     p.add_argument('--epochs', type=int, default=8)
     p.add_argument('--steps-per-epoch', type=int, default=12)
+    p.add_argument('--eval-limit', type=int, default=None,
+                   help='score on the first N valid/test texts only (default: all)')
     p.add_argument('--select-limit', type=int, default=500,
                    help='choose the best epoch on the first N valid texts; 0: all of valid')
     p.add_argument('--methods', help='comma-separated benchmark methods (default: bert_ptuning,'
@@ -96,7 +97,7 @@ def main(argv=None):
     seeds = [int(s) for s in args.seeds.split(',')]
     steps = [int(s) for s in args.steps.split(',')] if args.steps else snapshot_steps(args.snapshots)
     logged = heldout_metrics(args.run_dir)
-    accuracy.SELECT_LIMIT = args.select_limit or None
+    pool = Pool(1)
     methods = (args.methods.split(',') if args.methods else
                ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'bert' else ['gpt_ptuning'])
     previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
@@ -108,8 +109,10 @@ def main(argv=None):
         pretrain = {k: v for k, v in logged.get(step, {}).items()
                     if k.startswith('heldout_') or k in ('tokens_seen', 'tokens_per_second')}
         for method in methods:
-            row = run_row(method, args.dataset, 0.01, seeds, args.epochs, {args.kind: model_dir},
-                          '%s step %d' % (run, step), steps_per_epoch=args.steps_per_epoch)[0]
+            row = run_row(pool, method, args.dataset, 0.01, seeds, '%s step %d' % (run, step),
+                          epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                          model_dirs=((args.kind, model_dir),), eval_limit=args.eval_limit,
+                          select_limit=args.select_limit or None)[0]
             row.update(kind=args.kind, run=run, step=step, command='python ' + ' '.join(sys.argv), **pretrain)
             row.setdefault('tokens_seen', 0)
             records.append(row)

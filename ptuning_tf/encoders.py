@@ -23,7 +23,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tf_keras.utils import register_keras_serializable
 
-from .layers import PtuningEmbedding
+from .layers import PtuningEmbedding, row_sparse_projection
 from .training import PromptClassifier
 
 ENCODERS = ('mlp', 'lstm')
@@ -96,7 +96,7 @@ class PromptEncoderEmbedding(PtuningEmbedding):
         effective = tf.tensor_scatter_nd_update(frozen, self._row_ids, rows)
         if mode == 'embedding':
             return tf.nn.embedding_lookup(effective, tf.cast(inputs, tf.int32))
-        return tf.matmul(inputs, effective, transpose_b=True)  # the tied output projection
+        return row_sparse_projection(inputs, effective, self.trainable_ids)  # the tied head
 
     def get_config(self):
         config = super().get_config()

@@ -10,15 +10,43 @@ from tf_keras.utils import register_keras_serializable
 DEFAULT_PROMPT_IDS = tuple(range(1, 9))  # [unused1]..[unused8] in the Chinese BERT vocab
 
 
+def row_sparse_projection(hidden, matrix, row_ids: Sequence[int]):
+    """`hidden @ matrix^T` (the tied output head) whose gradient reaches only `row_ids`.
+
+    Masking the gradient after the fact, as the lookup does, would still compute the
+    full [vocab x hidden] weight gradient, as costly as the head's forward pass, only
+    to zero it: that is most of the work a frozen model can save. Here the backward
+    pass forms only the gradient of the listed rows, so for any `matrix` whose other
+    rows get zero gradient anyway the result is exactly the masked one.
+    """
+    rows = tf.constant([[int(i)] for i in row_ids], tf.int32)
+
+    @tf.custom_gradient
+    def project(h, m):
+        flat = tf.reshape(h, [-1, tf.shape(h)[-1]])
+        logits = tf.matmul(flat, tf.transpose(m))  # as Keras' dot: bit-equal to the plain head
+        out_shape = tf.concat([tf.shape(h)[:-1], tf.shape(m)[:1]], 0)
+
+        def grad(upstream):
+            up = tf.reshape(upstream, [-1, tf.shape(m)[0]])
+            d_hidden = tf.reshape(tf.matmul(up, m), tf.shape(h))
+            d_rows = tf.matmul(tf.gather(up, rows[:, 0], axis=1), flat, transpose_a=True)
+            return d_hidden, tf.scatter_nd(rows, d_rows, tf.shape(m))
+        return tf.reshape(logits, out_shape), grad
+
+    return project(hidden, tf.convert_to_tensor(matrix))
+
+
 @register_keras_serializable(package='ptuning_tf')
 class PtuningEmbedding(Embedding):
     """bert4keras' `Embedding` whose gradient reaches only the rows in `trainable_ids`.
 
-    `call` temporarily replaces the matrix E by `E*m + stop_gradient(E)*(1-m)`: the
-    forward value is unchanged, the gradient of every other row is zero. Because the
-    MLM/LM head reuses this layer in `mode='dense'` (tied weights), the same mask
-    covers the output projection. E is restored after the call, so the layer keeps
-    one variable and stays serialisable.
+    For the lookup, `call` temporarily replaces the matrix E by
+    `E*m + stop_gradient(E)*(1-m)`: the forward value is unchanged, the gradient of
+    every other row is zero. E is restored after the call, so the layer keeps one
+    variable and stays serialisable. The MLM/LM head reuses this layer in
+    `mode='dense'` (tied weights); there the same gradient comes from
+    `row_sparse_projection`, which never forms the full-vocabulary weight gradient.
     """
 
     def __init__(self, *args, trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
@@ -41,6 +69,8 @@ class PtuningEmbedding(Embedding):
     def call(self, inputs, mode='embedding'):
         if self._row_mask is None:
             return super().call(inputs, mode)
+        if mode == 'dense':
+            return row_sparse_projection(inputs, self.embeddings, self.trainable_ids)
         embeddings = self.embeddings
         mask = tf.cast(self._row_mask, embeddings.dtype)
         self.embeddings = embeddings * mask + tf.stop_gradient(embeddings) * (1.0 - mask)

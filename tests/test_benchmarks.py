@@ -59,15 +59,13 @@ def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, tmp_path, monk
         for s in (1, 2)))
     sys.path.insert(0, BENCHMARKS)
     try:
-        import accuracy
         import learning_curve
         import report
         monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
         monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
-        monkeypatch.setattr(accuracy, 'EVAL_LIMIT', 16)
         common = ['--kind', 'bert', '--run-dir', str(run_dir), '--snapshots', str(snapshots),
                   '--seeds', '0', '--epochs', '1', '--steps-per-epoch', '1',
-                  '--methods', 'pet_zero_shot']
+                  '--methods', 'pet_zero_shot', '--eval-limit', '16']
         learning_curve.main(common + ['--run-name', 'a'])
         learning_curve.main(common + ['--run-name', 'b', '--steps', '2'])
     finally:

@@ -7,6 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from ptuning_tf import PromptClassifier, PtuningEmbedding, pattern
+from ptuning_tf.layers import row_sparse_projection
 from ptuning_tf.losses import masked_crossentropy
 
 IDS = np.array([[101, 1, 2, 3, 4, 103, 5, 6, 7, 8, 110, 120, 102]])
@@ -105,6 +106,25 @@ def test_gradient_reaches_only_trainable_rows(mode, trainable_ids):
         assert nonzero == set(range(20))  # the tied output projection touches every row
     # the matrix is restored after the call: the layer still owns its one variable
     assert isinstance(layer.embeddings, tf.Variable) and len(layer.weights) == 1
+
+
+def test_row_sparse_projection_gives_the_masked_gradient_exactly():
+    rng = np.random.RandomState(0)
+    hidden = tf.constant(rng.randn(2, 5, 4).astype('float32'))
+    matrix = tf.Variable(rng.randn(20, 4).astype('float32'))
+    upstream = tf.constant(rng.randn(2, 5, 20).astype('float32'))
+    mask = np.zeros((20, 1), 'float32')
+    mask[[3, 5]] = 1
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(hidden)
+        sparse = row_sparse_projection(hidden, matrix, [3, 5])
+        masked = tf.einsum('bth,vh->btv', hidden, matrix * mask + tf.stop_gradient(matrix) * (1 - mask))
+        sparse_loss, masked_loss = tf.reduce_sum(sparse * upstream), tf.reduce_sum(masked * upstream)
+    np.testing.assert_allclose(sparse.numpy(), masked.numpy(), rtol=1e-5, atol=1e-5)
+    for source in (matrix, hidden):
+        np.testing.assert_allclose(tape.gradient(sparse_loss, source).numpy(),
+                                   tape.gradient(masked_loss, source).numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.any(tape.gradient(sparse_loss, matrix).numpy()[[0, 1, 2, 4, 6]])
 
 
 def test_forward_values_are_unchanged_by_the_mask():
