@@ -31,8 +31,8 @@ def parse_args(argv=None):
     p.add_argument('--seeds', default='0,1,2,3,4')
     p.add_argument('--secondary-seeds', type=int, default=3,
                    help='the fractions, snownlp, cross-domain and extra rows use the first N seeds')
-    p.add_argument('--epochs', type=int, default=6)
-    p.add_argument('--steps-per-epoch', type=int, default=10,
+    p.add_argument('--epochs', type=int, default=5)
+    p.add_argument('--steps-per-epoch', type=int, default=12,
                    help='training steps between evaluations (the data is cycled through)')
     p.add_argument('--select-limit', type=int, default=300,
                    help='choose the best epoch on the first N valid texts; 0: all of valid')

@@ -18,10 +18,10 @@ def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int) -> flo
     batches = clf.batches(examples, 32, shuffle=False)
     x, y = batches[0]
     for _ in range(3):  # tracing and warm-up
-        clf.model.train_on_batch(x, y)
+        clf.training_model.train_on_batch(x, y)
     t0 = time.perf_counter()
     for _ in range(steps):
-        clf.model.train_on_batch(x, y)
+        clf.training_model.train_on_batch(x, y)
     return (time.perf_counter() - t0) / steps
 
 
@@ -77,8 +77,8 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
         note='prompt rows that change; the masked variable is the whole embedding')
     add('model_parameters', total, 'parameters')
     clf.compile(6e-4)
-    clf.model.train_on_batch(*clf.batches(train, 32, shuffle=False)[0])
-    state = sum(int(np.prod(v.shape)) for v in clf.model.optimizer.variables() if len(v.shape) > 0)
+    clf.training_model.train_on_batch(*clf.batches(train, 32, shuffle=False)[0])
+    state = sum(int(np.prod(v.shape)) for v in clf.training_model.optimizer.variables() if len(v.shape) > 0)
     add('optimizer_state_ptuning', state * 4 / 1e6, 'MB',
         note='Adam moments of the masked embedding variable')
     with tempfile.TemporaryDirectory() as tmp:

@@ -334,6 +334,10 @@ class DeepPromptClassifier(PromptClassifier):
             return super().batches(examples, batch_size, shuffle, seed, steps)
         return HeadBatches(self, examples, batch_size, shuffle, seed, steps)
 
+    @property
+    def training_model(self) -> keras.Model:
+        return super().training_model if self.head is None else self.model  # linear: reads one position
+
     def compile(self, learning_rate: float = DEFAULT_LEARNING_RATE, jit_compile: bool = False) -> None:
         if self.head is None:
             return super().compile(learning_rate, jit_compile)

@@ -86,6 +86,22 @@ class PtuningEmbedding(Embedding):
 
 
 @register_keras_serializable(package='ptuning_tf')
+class TargetRows(keras.layers.Layer):
+    """The hidden states [N, H] of the positions whose target id is not 0, row-major.
+
+    `losses.gathered_crossentropy` picks the targets in the same order, so the
+    vocabulary head only runs where a token is predicted.
+    """
+
+    def call(self, inputs):
+        hidden, targets = inputs
+        return tf.boolean_mask(hidden, tf.not_equal(tf.cast(targets, tf.int32), 0))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@register_keras_serializable(package='ptuning_tf')
 class CausalMask(keras.layers.Layer):
     """The GPT's lower-triangular attention mask as a named, serialisable layer.
 

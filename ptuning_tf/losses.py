@@ -23,6 +23,20 @@ def masked_crossentropy(y_true, y_pred):
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
+def gathered_crossentropy(y_true, y_pred):
+    """`masked_crossentropy` when `y_pred` holds logits only at the targeted positions.
+
+    `y_pred` is [N, V], the head applied to `TargetRows` of the hidden states; the
+    targets are picked in the same row-major order. The value is the same as the
+    full-sequence loss, without computing the vocabulary softmax where nothing is
+    predicted (85% of the positions under BERT's 15% masking, and all padding).
+    """
+    y_true = tf.cast(y_true, tf.int32)
+    picked = tf.boolean_mask(y_true, tf.not_equal(y_true, 0))
+    losses = tf.keras.losses.sparse_categorical_crossentropy(picked, y_pred, from_logits=True)
+    return tf.reduce_sum(losses) / tf.maximum(tf.cast(tf.size(picked), y_pred.dtype), 1.0)
+
+
 def choose_masked(positions: Sequence[int], rng: np.random.RandomState, rate: float = 0.15,
                   word_ids: Optional[Sequence[int]] = None) -> List[int]:
     """Positions to corrupt: each token (or each whole word, with `word_ids`) at `rate`."""

@@ -14,7 +14,7 @@ from tf_keras.initializers import TruncatedNormal
 
 from .checkpoint import (CheckpointError, check_checkpoint, check_vocab, read_config,
                          resolve_model_dir)
-from .layers import DEFAULT_PROMPT_IDS, CausalMask, PtuningEmbedding
+from .layers import DEFAULT_PROMPT_IDS, CausalMask, PtuningEmbedding, TargetRows
 
 MODES = ('ptuning', 'finetune')
 KINDS = ('bert', 'gpt')
@@ -280,3 +280,15 @@ def split_head(transformer):
             hidden = layer(hidden)
         return bias(token_embedding(hidden, mode='dense'))
     return encoder, project
+
+
+def gathered_head_model(model, encoder, project):
+    """The training graph: `model`'s inputs plus the targets; out come the head's logits
+    at the targeted positions only (`TargetRows`), for `gathered_crossentropy`.
+
+    It shares every layer and weight with `model`, which stays the inference model.
+    """
+    from tf_keras import Input, Model
+    targets = Input(shape=(None,), dtype='int32', name='Targets')
+    picked = TargetRows(name='Target-Rows')([encoder.output, targets])
+    return Model(list(model.inputs) + [targets], project(picked))

@@ -8,7 +8,7 @@ import tf_keras as keras
 
 from ptuning_tf import PromptClassifier, PtuningEmbedding, pattern
 from ptuning_tf.layers import row_sparse_projection
-from ptuning_tf.losses import masked_crossentropy
+from ptuning_tf.losses import gathered_crossentropy
 
 IDS = np.array([[101, 1, 2, 3, 4, 103, 5, 6, 7, 8, 110, 120, 102]])
 
@@ -65,8 +65,8 @@ def test_manual_adam_step_with_configured_prompt_ids(kind, pattern_text, prompt_
     for step in range(3):
         inputs, targets = batches[step % len(batches)]
         with tf.GradientTape() as tape:
-            loss = masked_crossentropy(targets, clf.model(inputs, training=True))
-        variables = clf.model.trainable_weights
+            loss = gathered_crossentropy(targets, clf.training_model(inputs, training=True))
+        variables = clf.training_model.trainable_weights
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         losses.append(float(loss))
     assert all(np.isfinite(losses)) and losses[0] > 0

@@ -127,6 +127,42 @@ def test_steps_per_epoch_longer_than_the_data_cycles_through_it(clf, tiny_exampl
     clf.set_prompt_rows(rows)
 
 
+def test_length_grouped_batches_cover_each_pass_once_with_similar_lengths(clf):
+    examples = [('好' * n, n % 2) for n in range(1, 41)]  # 40 texts of 40 lengths
+    grouped = clf.batches(examples, batch_size=4, seed=0)
+    plain = clf.batches(examples, batch_size=4, seed=0)
+    plain.group_by_length = False
+
+    def spread(batches):  # mean length range inside a batch
+        order = batches.order(0)
+        return np.mean([np.ptp([len(examples[i][0]) for i in order[b:b + 4]]) for b in range(0, 40, 4)])
+    for data_pass in range(3):
+        assert sorted(grouped.order(data_pass)) == list(range(40))  # each text once a pass
+    assert spread(grouped) < spread(plain) / 2
+    # members still change from pass to pass, not a fixed partition
+    batches_of = lambda p: {frozenset(grouped.order(p)[b:b + 4]) for b in range(0, 40, 4)}  # noqa: E731
+    assert batches_of(0) != batches_of(1)
+
+
+@pytest.mark.parametrize('kind', ['bert', 'gpt'])
+def test_gathered_head_gives_the_full_sequence_loss_and_gradient(kind, tiny_bert_dir, tiny_gpt_dir,
+                                                                 tiny_examples):
+    from ptuning_tf.losses import gathered_crossentropy, masked_crossentropy
+    clf = PromptClassifier.build(tiny_bert_dir if kind == 'bert' else tiny_gpt_dir, kind=kind,
+                                 maxlen=32, mode='finetune')
+    inputs, targets = clf.batches(tiny_examples, batch_size=6, seed=2)[0]
+    assert 0 < np.count_nonzero(targets) < targets.size  # padding and unmasked positions exist
+    with tf.GradientTape(persistent=True) as tape:
+        gathered = gathered_crossentropy(targets, clf.training_model(inputs, training=False))
+        full = masked_crossentropy(targets, clf.model(inputs[:-1], training=False))
+    assert float(gathered) == pytest.approx(float(full), rel=1e-5)
+    weights = clf.model.trainable_weights
+    assert {id(w) for w in clf.training_model.trainable_weights} == {id(w) for w in weights}
+    for g, f in zip(tape.gradient(gathered, weights), tape.gradient(full, weights)):
+        np.testing.assert_allclose(tf.convert_to_tensor(g).numpy(), tf.convert_to_tensor(f).numpy(),
+                                   rtol=1e-4, atol=1e-6)
+
+
 def test_predict_returns_labels_and_probabilities(clf):
     labels, probs = clf.predict(TEXTS)
     assert labels.shape == (len(TEXTS),) and set(labels.tolist()) <= {0, 1}
