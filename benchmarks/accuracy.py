@@ -86,7 +86,7 @@ def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, epo
     keras.backend.clear_session()
     gc.collect()
     set_seed(seed)
-    clf = PromptClassifier.build(model_dirs.get(build['kind']), **_fit_positions(build, model_dirs))
+    clf = PromptClassifier.build(model_dirs.get(build['kind']), **fit_positions(build, model_dirs))
     t0 = time.time()
     if train is None:  # zero-shot: no labelled data at all
         valid = clf.evaluate(splits['valid'])
@@ -104,7 +104,7 @@ def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, epo
             'seconds': time.time() - t0}
 
 
-def _fit_positions(build: dict, model_dirs: Dict[str, Optional[str]]) -> dict:
+def fit_positions(build: dict, model_dirs: Dict[str, Optional[str]]) -> dict:
     """`build` with its maxlen cut to the model's max_position_embeddings (tiny test models)."""
     if 'maxlen' not in build:
         return build

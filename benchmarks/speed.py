@@ -11,6 +11,7 @@ import tf_keras as keras
 from ptuning_tf.data import load_dataset
 from ptuning_tf.prompts import save_prompt
 from ptuning_tf.training import PromptClassifier, set_seed
+from accuracy import METHODS, fit_positions
 
 
 def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int) -> float:
@@ -86,8 +87,15 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
         add('prompt_artifact_size', os.path.getsize(path) / 1024, 'KB')
     for head in ('verbalizer', 'linear'):  # P-tuning v2 saves L x m x H floats (+ the head)
         keras.backend.clear_session()
-        deep = PromptClassifier.build(model_dir, kind='bert', method='ptuning_v2', prompt_length=20,
-                                      head=head)
+        set_seed(0)
+        build = fit_positions(METHODS['bert_ptuning_v2_20' + ('_linear' if head == 'linear' else '')][1],
+                              {'bert': model_dir})  # the benchmark rows' settings
+        deep = PromptClassifier.build(model_dir, **build)
+        seconds = _step_seconds(deep, train, False, steps)
+        add('train_step_seconds_ptuning_v2_20_%s' % head, seconds, 's/step', batch_size=32)
+        if ('finetune', False) in step:
+            add('train_step_ratio_ptuning_v2_20_%s_vs_finetune' % head, seconds / step['finetune', False],
+                'ratio', target='<= 1 (issue 5)')
         with tempfile.TemporaryDirectory() as tmp:
             path = save_prompt(deep, os.path.join(tmp, 'prompt.npz'))
             add('prompt_artifact_size_ptuning_v2_20_%s' % head, os.path.getsize(path) / 1024, 'KB')
