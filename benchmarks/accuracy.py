@@ -154,7 +154,7 @@ class Pool:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             self.executor = ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'),
-                                                initializer=_one_thread)
+                                                initializer=one_thread)
         self.futures = {}
 
     def submit(self, job: Job) -> Future:
@@ -177,7 +177,7 @@ class Pool:
             self.executor.shutdown()
 
 
-def _one_thread() -> None:
+def one_thread() -> None:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)

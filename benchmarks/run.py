@@ -123,7 +123,8 @@ def main(argv=None):
     if 'speed' in sections:
         from speed import speed_rows
         t0 = time.time()
-        report.update('speed', speed_rows(dirs['bert'], name, steps=3 if args.quick else 10),
+        report.update('speed', speed_rows(dirs['bert'], name, steps=3 if args.quick else 10,
+                                          parallel_delay=20 if args.quick else 60),
                       time.time() - t0)
 
 

@@ -11,19 +11,39 @@ import tf_keras as keras
 from ptuning_tf.data import load_dataset
 from ptuning_tf.prompts import save_prompt
 from ptuning_tf.training import PromptClassifier, set_seed
-from accuracy import METHODS, fit_positions
+from accuracy import METHODS, fit_positions  # noqa: E402
 
 
-def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int) -> float:
+def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int,
+                  start_at: Optional[float] = None) -> float:
     clf.compile(6e-4, jit_compile=jit)
     batches = clf.batches(examples, 32, shuffle=False)
     x, y = batches[0]
     for _ in range(3):  # tracing and warm-up
         clf.training_model.train_on_batch(x, y)
+    if start_at:  # parallel workers time the same stretch of wall clock
+        time.sleep(max(0.0, start_at - time.time()))
     t0 = time.perf_counter()
     for _ in range(steps):
         clf.training_model.train_on_batch(x, y)
     return (time.perf_counter() - t0) / steps
+
+
+def _worker_step_seconds(model_dir: Optional[str], steps: int, start_at: float) -> float:
+    set_seed(0)
+    clf = PromptClassifier.build(model_dir, kind='bert')
+    return _step_seconds(clf, load_dataset('bojone')['train'][:32], False, steps, start_at)
+
+
+def _two_worker_step_seconds(model_dir: Optional[str], steps: int, delay: float) -> float:
+    """Seconds per P-tuning step in each of two single-thread processes running together."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from accuracy import one_thread
+    with ProcessPoolExecutor(2, multiprocessing.get_context('spawn'), initializer=one_thread) as pool:
+        start_at = time.time() + delay  # after both have started, built and warmed up
+        times = list(pool.map(_worker_step_seconds, [model_dir] * 2, [steps] * 2, [start_at] * 2))
+    return float(np.mean(times))
 
 
 def _throughput(clf: PromptClassifier, texts: List[str], batch_size: int) -> float:
@@ -39,7 +59,7 @@ def _dir_bytes(path: str) -> int:
 
 
 def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
-               n_predict: int = 512, log=print) -> List[dict]:
+               n_predict: int = 512, parallel_delay: float = 60, log=print) -> List[dict]:
     """Rows with metric/value/unit, measured on the bojone data (texts only)."""
     texts = [t for t, _ in load_dataset('bojone')['test']][:n_predict]
     train = load_dataset('bojone')['train'][:32]
@@ -63,6 +83,12 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
                 continue
             add('train_step_seconds_%s%s' % (mode, '_xla' if jit else ''), step[mode, jit], 's/step',
                 batch_size=32)
+    if ('ptuning', False) in step:  # what benchmarks/run.py --workers 2 relies on
+        add('train_steps_per_second_ptuning_one_process', 1 / step['ptuning', False], 'steps/s',
+            note='one process, TensorFlow default threads')
+        two = _two_worker_step_seconds(model_dir, steps, parallel_delay)
+        add('train_steps_per_second_ptuning_two_workers', 2 / two, 'steps/s',
+            note='two single-thread processes at once, summed')
     if ('ptuning', False) in step and ('finetune', False) in step:
         add('train_step_ratio_ptuning_vs_finetune', step['ptuning', False] / step['finetune', False],
             'ratio', target='<= 0.75')

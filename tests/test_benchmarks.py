@@ -38,7 +38,9 @@ def test_quick_benchmark_produces_every_row(tiny_bert_dir, tiny_gpt_dir, tmp_pat
     assert {r['dataset'] for r in results['cross_domain']['records']} == {'chnsenticorp', 'waimai'}
     metrics = {r['metric'] for r in results['speed']['records']}
     for metric in ('train_step_ratio_ptuning_vs_finetune', 'predict_throughput_batch1',
-                   'predict_throughput_batch64', 'prompt_artifact_size', 'trainable_parameters_ptuning'):
+                   'predict_throughput_batch64', 'prompt_artifact_size', 'trainable_parameters_ptuning',
+                   'train_steps_per_second_ptuning_two_workers',
+                   'train_step_ratio_ptuning_v2_20_linear_vs_finetune'):
         assert metric in metrics
     markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
     assert 'BERT + P-tuning' in markdown and os.path.exists(str(tmp_path / 'fractions.png'))
