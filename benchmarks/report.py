@@ -121,6 +121,55 @@ def _curve_table(records) -> List[str]:
     return lines
 
 
+def _record(data: dict, section: str, **match):
+    for r in data['sections'].get(section, {}).get('records', []):
+        if all(r.get(k) == v for k, v in match.items()) and 'first' not in r.get('protocol', ''):
+            return r
+    return None
+
+
+def targets(data: dict) -> List[str]:
+    """The issues' targets against the recorded numbers: which are met, by how much not."""
+    ref = lambda m: _record(data, 'reference', method=m)  # noqa: E731
+    speed = lambda m: _record(data, 'speed', metric=m)  # noqa: E731
+    rows = []
+
+    def check(what, measured, ok, gap):
+        rows.append('| %s | %s | %s |' % (what, measured, 'met' if ok else 'missed by %s' % gap))
+    bert, ft, pet, gpt = ref('bert_ptuning'), ref('finetune'), ref('pet_zero_shot'), ref('gpt_ptuning')
+    if bert and ft:
+        d = 100 * (bert['test_mean'] - ft['test_mean'])
+        check('BERT + P-tuning >= few-shot fine-tune (test)', '%+.2f points' % d, d >= 0, '%.2f points' % -d)
+    if bert and pet:
+        d = 100 * (bert['test_mean'] - pet['test_mean'])
+        check('BERT + P-tuning >= PET zero-shot + 5 points', '%+.2f points' % d, d >= 5, '%.2f points' % (5 - d))
+    if bert and gpt:
+        d = 100 * (gpt['test_mean'] - bert['test_mean'])
+        check('GPT + P-tuning within 2 points of BERT + P-tuning', 'GPT %+.2f points' % d, abs(d) <= 2,
+              '%.2f points (GPT %s)' % (abs(d) - 2, 'higher' if d > 0 else 'lower'))
+    ratio = speed('train_step_ratio_ptuning_vs_finetune')
+    if ratio:
+        check('P-tuning step <= 0.75 x fine-tune step', '%.3f' % ratio['value'], ratio['value'] <= 0.75,
+              '%.3f' % (ratio['value'] - 0.75))
+    v2 = [r for r in data['sections'].get('reference', {}).get('records', [])
+          if r['method'].startswith('bert_ptuning_v2') and 'first' not in r.get('protocol', '')]
+    if v2 and ft:
+        best = max(v2, key=lambda r: r['test_mean'])
+        d = 100 * (best['test_mean'] - ft['test_mean'])
+        check('P-tuning v2 (best: %s) >= few-shot fine-tune (issue 5)' % best['method'], '%+.2f points' % d,
+              d >= 0, '%.2f points' % -d)
+    for head in ('verbalizer', 'linear'):
+        r = speed('train_step_ratio_ptuning_v2_20_%s_vs_finetune' % head)
+        if r:
+            check('P-tuning v2 (20, %s) step no slower than fine-tune' % head, '%.3f' % r['value'],
+                  r['value'] <= 1, '%.3f' % (r['value'] - 1))
+    if not rows:
+        return []
+    return ['## Targets', '', 'Computed from the rows below (mean test accuracy over the random-sample '
+            'seeds; step times from the speed section).', '', '| target | measured | status |',
+            '|---|---|---|'] + rows + ['']
+
+
 def render(data: dict) -> None:
     from ptuning_tf.checkpoint import atomic_write_text
     out = ['# Benchmarks', '',
@@ -128,6 +177,7 @@ def render(data: dict) -> None:
            '`benchmarks/results.json`; this file is rendered from that JSON by '
            '`benchmarks/report.py`. Accuracies are mean ± std over the listed seeds '
            '(each seed draws its own labelled sample, except the "published protocol" rows).', '']
+    out += targets(data)
     for section in TITLES:
         if section not in data['sections']:
             continue

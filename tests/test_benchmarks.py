@@ -99,3 +99,23 @@ def test_report_keeps_rows_of_other_runs_with_their_command(tmp_path, monkeypatc
         ('b', 0.9, 'python benchmarks/run.py --methods b')]
     markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
     assert '- a: `python benchmarks/run.py --methods a,b`' in markdown
+
+
+def test_targets_say_which_are_met_and_by_how_much_not():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import report
+    finally:
+        sys.path.remove(BENCHMARKS)
+    row = lambda m, test, protocol='random 0.01 per seed': {  # noqa: E731
+        'method': m, 'test_mean': test, 'protocol': protocol}
+    data = {'sections': {
+        'reference': {'records': [row('bert_ptuning', 0.80), row('bert_ptuning', 0.10, 'first 0.01 of the file'),
+                                  row('finetune', 0.78), row('pet_zero_shot', 0.77), row('gpt_ptuning', 0.70)]},
+        'speed': {'records': [{'metric': 'train_step_ratio_ptuning_vs_finetune', 'value': 0.6}]}}}
+    lines = '\n'.join(report.targets(data))
+    assert '| BERT + P-tuning >= few-shot fine-tune (test) | +2.00 points | met |' in lines
+    assert 'PET zero-shot + 5 points | +3.00 points | missed by 2.00 points |' in lines
+    assert 'missed by 8.00 points (GPT lower)' in lines
+    assert '| 0.600 | met |' in lines
+    assert report.targets({'sections': {}}) == []
