@@ -145,8 +145,8 @@ def notes(section, args, finetune_lr, options, candidates, few_seeds, methods) -
               if len(candidates) > 1 else 'given')
     text = ('Fine-tune learning rate %g, %s. %d epochs of %s steps, batch 32, maxlen 128; the best '
             'epoch is chosen on the first %s valid texts, then scored on all of valid and test. '
-            'Runs go to %d single-thread worker processes; the wall time is that of the whole '
-            'command, all sections together.'
+            'Runs go to %d single-thread worker processes and the sections run together: a '
+            'section\'s wall time is the time from the start of the command until it was written.'
             % (finetune_lr or 0, how_lr, options['epochs'], options['steps_per_epoch'],
                options['select_limit'] or 'all', args.workers))
     if section == 'reference':
