@@ -141,20 +141,28 @@ def row_jobs(method: str, dataset: str, frac: float, seeds: List[int], first_fra
     return rows
 
 
-class Pool:
-    """Runs jobs in `workers` single-threaded processes (1: in this process).
+def worker_processes(workers: int):
+    """An executor of `workers` fresh single-thread TensorFlow processes.
 
-    Small models use two cores poorly from one process: two one-thread workers
-    finish about 1.5 times as many training steps per second as one two-thread run.
+    Small models use two cores poorly from one process: two one-thread workers finish
+    more training steps per second than one process (speed section of BENCHMARKS.md).
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    return ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'), initializer=_one_thread)
+
+
+def _one_thread() -> None:
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+class Pool:
+    """Runs jobs in `workers` single-thread processes (1: in this process)."""
 
     def __init__(self, workers: int = 1):
-        self.executor = None
-        if workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-            self.executor = ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'),
-                                                initializer=one_thread)
+        self.executor = worker_processes(workers) if workers > 1 else None
         self.futures = {}
 
     def submit(self, job: Job) -> Future:
@@ -175,12 +183,6 @@ class Pool:
     def close(self) -> None:
         if self.executor:
             self.executor.shutdown()
-
-
-def one_thread() -> None:
-    import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def choose_lr(pool: Pool, candidates: List[float], log=print, **job_options) -> float:

@@ -67,6 +67,11 @@ def reference_methods(args) -> list:
     return methods
 
 
+def redo_subset(args) -> bool:
+    """--methods names only some rows: the reference rows it does not redo are kept."""
+    return bool(args.methods) and args.methods != 'all'
+
+
 def main(argv=None):
     args = parse_args(argv)
     t_start = time.time()
@@ -115,7 +120,7 @@ def main(argv=None):
                 extra['plot'] = report.plot_fractions(
                     records, os.path.join(os.path.dirname(report.RESULTS), 'fractions.png'))
             keep = None
-            if section == 'reference' and args.methods and args.methods != 'all':  # a subset
+            if section == 'reference' and redo_subset(args):
                 keep = lambda r: r['method'] not in methods  # noqa: E731
             report.update(section, records, time.time() - t_start, extra, keep=keep)
     finally:
@@ -151,7 +156,7 @@ def notes(section, args, finetune_lr, options, candidates, few_seeds, methods) -
                options['select_limit'] or 'all', args.workers))
     if section == 'reference':
         text += ' Rows beyond the published table use %d seeds.' % len(few_seeds)
-        if args.methods and args.methods != 'all':
+        if redo_subset(args):
             text += ' This run redid the rows %s.' % ', '.join(methods)
     else:
         text += ' Seeds %s; each seed draws its own labelled sample.' % ','.join(map(str, few_seeds))

@@ -11,7 +11,7 @@ import tf_keras as keras
 from ptuning_tf.data import load_dataset
 from ptuning_tf.prompts import save_prompt
 from ptuning_tf.training import PromptClassifier, set_seed
-from accuracy import METHODS, fit_positions  # noqa: E402
+from accuracy import METHODS, fit_positions, worker_processes  # noqa: E402
 
 
 def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int,
@@ -37,10 +37,7 @@ def _worker_step_seconds(model_dir: Optional[str], steps: int, start_at: float) 
 
 def _two_worker_step_seconds(model_dir: Optional[str], steps: int, delay: float) -> float:
     """Seconds per P-tuning step in each of two single-thread processes running together."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from accuracy import one_thread
-    with ProcessPoolExecutor(2, multiprocessing.get_context('spawn'), initializer=one_thread) as pool:
+    with worker_processes(2) as pool:
         start_at = time.time() + delay  # after both have started, built and warmed up
         times = list(pool.map(_worker_step_seconds, [model_dir] * 2, [steps] * 2, [start_at] * 2))
     return float(np.mean(times))

@@ -282,13 +282,14 @@ def split_head(transformer):
     return encoder, project
 
 
-def gathered_head_model(model, encoder, project):
-    """The training graph: `model`'s inputs plus the targets; out come the head's logits
-    at the targeted positions only (`TargetRows`), for `gathered_crossentropy`.
+def gathered_head_model(encoder, project):
+    """The training graph: the model's inputs plus the targets; out come the head's
+    logits at the targeted positions only (`TargetRows`), for `gathered_crossentropy`.
 
-    It shares every layer and weight with `model`, which stays the inference model.
+    `encoder, project` come from `split_head`: every layer and weight is shared with the
+    full model, which stays the inference model.
     """
     from tf_keras import Input, Model
     targets = Input(shape=(None,), dtype='int32', name='Targets')
     picked = TargetRows(name='Target-Rows')([encoder.output, targets])
-    return Model(list(model.inputs) + [targets], project(picked))
+    return Model(list(encoder.inputs) + [targets], project(picked))

@@ -67,8 +67,8 @@ class PromptBatches(keras.utils.Sequence):
         """A fresh permutation per pass; batches are then cut from it in order.
 
         Every window of GROUP_WINDOW batches is sorted by text length and its batches
-        are shuffled, so a batch pads to texts of similar length (about a third fewer
-        padded tokens on bojone's reviews) while its members still change every pass.
+        are shuffled, so a batch pads to texts of similar length while its members
+        still change every pass.
         """
         if not self.shuffle:
             return np.arange(len(self.examples))
@@ -227,11 +227,11 @@ class PromptClassifier:
         """What `fit` trains: `model` whose head runs only at targeted positions.
 
         Same weights, same loss value as `masked_crossentropy` on `model`'s output, but
-        the vocabulary projection and softmax skip the untargeted positions: with
-        BERT's 15% masking that is a third of a training step (models.gathered_head_model).
+        the vocabulary projection and softmax skip the untargeted positions (BERT's
+        masking targets about 15% of them; models.gathered_head_model).
         """
         if self._training_model is None:
-            self._training_model = gathered_head_model(self.model, self._encoder, self._project)
+            self._training_model = gathered_head_model(self._encoder, self._project)
         return self._training_model
 
     def compile(self, learning_rate: float = 6e-4, jit_compile: bool = False) -> None:
