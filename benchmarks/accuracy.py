@@ -69,19 +69,22 @@ class Job:
     lr: Optional[float] = None
     eval_limit: Optional[int] = None
     select_limit: Optional[int] = None
+    patience: Optional[int] = None
 
 
 def execute(job: Job) -> Dict[str, float]:
     splits = load_splits(job.dataset, job.eval_limit)
     labeled = few_shot(splits['train'], job.frac, seed=None if job.first_of_file else job.seed)
     return run_once(job.method, splits, labeled, job.seed, job.epochs, dict(job.model_dirs), job.lr,
-                    job.steps_per_epoch, job.select_limit)
+                    job.steps_per_epoch, job.select_limit, job.patience)
 
 
 def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, epochs: int,
              model_dirs: Dict[str, Optional[str]], lr: Optional[float] = None,
-             steps_per_epoch: Optional[int] = None, select_limit: Optional[int] = None) -> Dict[str, float]:
-    """One training run: best-valid epoch, then its test accuracy."""
+             steps_per_epoch: Optional[int] = None, select_limit: Optional[int] = None,
+             patience: Optional[int] = None) -> Dict[str, float]:
+    """One training run: best-valid epoch (stopping after `patience` epochs without a
+    better selection score), then its valid and test accuracy."""
     _, build, train = METHODS[method]
     keras.backend.clear_session()
     gc.collect()
@@ -95,13 +98,22 @@ def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, epo
         # Scoring all 2,111 valid texts after every epoch would cost more than training
         # itself; the best epoch is chosen on a fixed subset, then scored on all of valid.
         select = splits['valid'][:select_limit] if select_limit else splits['valid']
-        result = clf.fit(labeled, select, None, epochs=epochs, batch_size=32,
+        result = clf.fit(labeled, select, None, epochs=epochs, batch_size=32, patience=patience,
                          learning_rate=lr, seed=seed, steps_per_epoch=steps_per_epoch,
                          verbose=0, log=lambda m: None)
         epoch = result['epoch']
-        valid = clf.evaluate(splits['valid']) if select_limit else result['valid_acc']
+        valid = whole_valid_accuracy(clf, splits['valid'], len(select), result['valid_acc'])
     return {'valid': valid, 'test': clf.evaluate(splits['test']), 'epoch': epoch,
             'seconds': time.time() - t0}
+
+
+def whole_valid_accuracy(clf: PromptClassifier, valid: list, scored: int, scored_acc: float) -> float:
+    """Accuracy on all of `valid` when its first `scored` texts were already scored
+    (`scored_acc`) with the same weights: only the rest is predicted again."""
+    rest = valid[scored:]
+    if not rest:
+        return scored_acc
+    return (scored_acc * scored + clf.evaluate(rest) * len(rest)) / len(valid)
 
 
 def fit_positions(build: dict, model_dirs: Dict[str, Optional[str]]) -> dict:
@@ -185,9 +197,14 @@ class Pool:
             self.executor.shutdown()
 
 
+def lr_jobs(candidates: List[float], **job_options) -> Dict[float, Job]:
+    """The runs that choose the fine-tune learning rate: seed 0 of bojone 1%, one per rate."""
+    return {lr: Job('finetune', 'bojone', 0.01, 0, False, lr=lr, **job_options) for lr in candidates}
+
+
 def choose_lr(pool: Pool, candidates: List[float], log=print, **job_options) -> float:
     """The fine-tune learning rate with the best valid accuracy on seed 0 (test never looked at)."""
-    jobs = {lr: Job('finetune', 'bojone', 0.01, 0, False, lr=lr, **job_options) for lr in candidates}
+    jobs = lr_jobs(candidates, **job_options)
     for job in jobs.values():
         pool.submit(job)
     scores = {lr: pool.result(job, log)['valid'] for lr, job in jobs.items()}

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ptuning_tf  # noqa: E402,F401
 import accuracy  # noqa: E402
-from accuracy import METHODS, Pool, choose_lr, collect, row_jobs  # noqa: E402
+from accuracy import METHODS, Pool, choose_lr, collect, lr_jobs, row_jobs  # noqa: E402
 import report  # noqa: E402
 
 SECTIONS = ('reference', 'fractions', 'snownlp', 'cross_domain', 'speed')
@@ -34,8 +34,10 @@ def parse_args(argv=None):
     p.add_argument('--epochs', type=int, default=5)
     p.add_argument('--steps-per-epoch', type=int, default=12,
                    help='training steps between evaluations (the data is cycled through)')
-    p.add_argument('--select-limit', type=int, default=300,
+    p.add_argument('--select-limit', type=int, default=200,
                    help='choose the best epoch on the first N valid texts; 0: all of valid')
+    p.add_argument('--patience', type=int, default=2,
+                   help='stop a run after N epochs without a better selection score; 0: never')
     p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                    help='training runs in parallel, one thread each')
     p.add_argument('--bert-dir', help='default: the shipped mini BERT')
@@ -88,30 +90,25 @@ def main(argv=None):
                    steps_per_epoch=2 if args.quick else args.steps_per_epoch,
                    model_dirs=tuple(sorted(dirs.items())),
                    eval_limit=args.eval_limit or (200 if args.quick else None),
-                   select_limit=None if args.quick else (args.select_limit or None))
+                   select_limit=None if args.quick else (args.select_limit or None),
+                   patience=args.patience or None)
     candidates = [float(x) for x in args.lr_candidates.split(',')]
     accuracy_sections = [s for s in sections if s != 'speed']
 
     # every run of every section goes to one pool, the fine-tune lr search first
     pool = Pool(args.workers)
     try:
-        finetune_lr = None
-        if accuracy_sections:
-            finetune_lr = candidates[0] if args.quick or len(candidates) == 1 else choose_lr(
-                pool, candidates, **options)
+        search_lr = accuracy_sections and not args.quick and len(candidates) > 1
+        finetune_lr = None if search_lr else candidates[0]
+        if search_lr:  # the lr search first; the runs that need no lr queue behind it
+            for job in lr_jobs(candidates, **options).values():
+                pool.submit(job)
+            plan_and_submit(pool, args, accuracy_sections, methods, seeds, few_seeds, options, None,
+                            lambda m: not is_finetune(m))
+            finetune_lr = choose_lr(pool, candidates, **options)
             print('fine-tune lr: %g' % finetune_lr)
-        lr_of = lambda m: finetune_lr if METHODS[m][1].get('mode') == 'finetune' else None  # noqa: E731
-        planned = {}  # section -> [(method, dataset, frac, row_jobs output)]
-        for section in accuracy_sections:
-            planned[section] = [(method, dataset, frac, row_jobs(
-                method, dataset, frac, few_seeds if method in accuracy.EXTRA or section != 'reference'
-                else seeds, section == 'reference', lr=lr_of(method), **options))
-                for method, dataset, frac in section_rows(section, methods, args.quick)]
-        for rows in planned.values():  # submit everything, then wait
-            for _, _, _, jobs in rows:
-                for _, _, row in jobs:
-                    for job in row:
-                        pool.submit(job)
+        planned = plan_and_submit(pool, args, accuracy_sections, methods, seeds, few_seeds, options,
+                                  finetune_lr)
         for section, rows in planned.items():
             records = [r for method, dataset, frac, jobs in rows
                        for r in collect(pool, method, name, dataset, frac, jobs)]
@@ -129,8 +126,30 @@ def main(argv=None):
         from speed import speed_rows
         t0 = time.time()
         report.update('speed', speed_rows(dirs['bert'], name, steps=3 if args.quick else 10,
-                                          parallel_delay=20 if args.quick else 60),
+                                          parallel_delay=20 if args.quick else 40),
                       time.time() - t0)
+
+
+def is_finetune(method: str) -> bool:
+    return METHODS[method][1].get('mode') == 'finetune'
+
+
+def plan_and_submit(pool: Pool, args, sections, methods, seeds, few_seeds, options, finetune_lr,
+                    wanted=lambda method: True) -> dict:
+    """section -> [(method, dataset, frac, row_jobs output)] of the `wanted` methods, each
+    run submitted to `pool` (runs already submitted are not run twice)."""
+    planned = {}
+    for section in sections:
+        planned[section] = [(method, dataset, frac, row_jobs(
+            method, dataset, frac, few_seeds if method in accuracy.EXTRA or section != 'reference'
+            else seeds, section == 'reference', lr=finetune_lr if is_finetune(method) else None,
+            **options))
+            for method, dataset, frac in section_rows(section, methods, args.quick) if wanted(method)]
+        for _, _, _, jobs in planned[section]:
+            for _, _, row in jobs:
+                for job in row:
+                    pool.submit(job)
+    return planned
 
 
 def section_rows(section: str, methods: list, quick: bool) -> list:
@@ -148,12 +167,14 @@ def section_rows(section: str, methods: list, quick: bool) -> list:
 def notes(section, args, finetune_lr, options, candidates, few_seeds, methods) -> str:
     how_lr = ('chosen on seed 0 of bojone by valid accuracy among %s' % args.lr_candidates
               if len(candidates) > 1 else 'given')
-    text = ('Fine-tune learning rate %g, %s. %d epochs of %s steps, batch 32, maxlen 128; the best '
-            'epoch is chosen on the first %s valid texts, then scored on all of valid and test. '
+    text = ('Fine-tune learning rate %g, %s. Up to %d epochs of %s steps, batch 32, maxlen 128; the '
+            'best epoch is chosen on the first %s valid texts, %s then scored on all of valid and test. '
             'Runs go to %d single-thread worker processes and the sections run together: a '
             'section\'s wall time is the time from the start of the command until it was written.'
             % (finetune_lr or 0, how_lr, options['epochs'], options['steps_per_epoch'],
-               options['select_limit'] or 'all', args.workers))
+               options['select_limit'] or 'all',
+               'a run stops after %d epochs without a better score there,' % options['patience']
+               if options['patience'] else 'every epoch is run,', args.workers))
     if section == 'reference':
         text += ' Rows beyond the published table use %d seeds.' % len(few_seeds)
         if redo_subset(args):

@@ -43,11 +43,15 @@ def _two_worker_step_seconds(model_dir: Optional[str], steps: int, delay: float)
     return float(np.mean(times))
 
 
-def _throughput(clf: PromptClassifier, texts: List[str], batch_size: int) -> float:
-    clf.predict_proba(texts[:batch_size * 2], batch_size)  # tracing
-    t0 = time.perf_counter()
-    clf.predict_proba(texts, batch_size)
-    return len(texts) / (time.perf_counter() - t0)
+def _throughput(clf: PromptClassifier, texts: List[str], batch_size: int, jit: bool = False) -> tuple:
+    """(sentences/s of a first pass over `texts`, of a second pass): with XLA the first
+    pass compiles each length bucket; without, it only traces once or twice."""
+    seconds = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        clf.predict_proba(texts, batch_size, jit_compile=jit)
+        seconds.append(time.perf_counter() - t0)
+    return tuple(len(texts) / s for s in seconds)
 
 
 def _dir_bytes(path: str) -> int:
@@ -56,7 +60,7 @@ def _dir_bytes(path: str) -> int:
 
 
 def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
-               n_predict: int = 512, parallel_delay: float = 60, log=print) -> List[dict]:
+               n_predict: int = 512, parallel_delay: float = 40, log=print) -> List[dict]:
     """Rows with metric/value/unit, measured on the bojone data (texts only)."""
     texts = [t for t, _ in load_dataset('bojone')['test']][:n_predict]
     train = load_dataset('bojone')['train'][:32]
@@ -93,8 +97,12 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
     keras.backend.clear_session()
     clf = PromptClassifier.build(model_dir, kind='bert')
     for bs in (1, 64):
-        add('predict_throughput_batch%d' % bs, _throughput(clf, texts[:128] if bs == 1 else texts, bs),
-            'sentences/s')
+        for jit in (False, True):
+            first, warm = _throughput(clf, texts[:128] if bs == 1 else texts, bs, jit)
+            name = 'predict_throughput_batch%d%s' % (bs, '_xla' if jit else '')
+            add(name, warm, 'sentences/s', note='second pass over the same texts')
+            add(name + '_first_pass', first, 'sentences/s', note='includes %s' % (
+                'XLA compiling each length bucket' if jit else 'tracing'))
     total = clf.model.count_params()
     hidden = clf.embedding.embeddings.shape[1]
     add('trainable_parameters_ptuning', len(clf.template.prompt_ids) * hidden, 'parameters',

@@ -139,6 +139,9 @@ class Evaluator(keras.callbacks.Callback):
         return dict(self.history[self.best_epoch - 1])
 
 
+JIT_LENGTH_STEP = 16  # predict(jit_compile=True) pads lengths to multiples of this
+
+
 class PromptClassifier:
     """A prompted BERT/GPT that classifies texts through its label words."""
 
@@ -151,6 +154,7 @@ class PromptClassifier:
         self._encoder, self._project = split_head(transformer)
         self._label_ids = tf.constant(template.label_ids, tf.int32)
         self._scores = tf.function(self._slot_logits, reduce_retracing=True)
+        self._jit_scores = tf.function(self._slot_logits, jit_compile=True)
         self._training_model = None
 
     @classmethod
@@ -306,28 +310,38 @@ class PromptClassifier:
         return tf.gather(self._project(picked), self._label_ids, axis=-1)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64,
-                      progress: bool = False) -> np.ndarray:
+                      progress: bool = False, jit_compile: bool = False) -> np.ndarray:
         """Label probabilities [n, num_labels] from the label words' logits.
 
-        Texts are sorted by length and padded per batch, so short texts are cheap.
+        Texts are sorted by length and padded per batch, so short texts are cheap. With
+        `jit_compile`, XLA runs the batches: lengths are padded up to a multiple of
+        `JIT_LENGTH_STEP` and every batch to `batch_size`, because XLA compiles once per
+        shape; only repeated calls over the same buckets repay that (speed section of
+        BENCHMARKS.md).
         """
         if isinstance(texts, str):
             raise TypeError('predict_proba takes a list of texts, not one string')
         encoded = [self.template.encode(t) for t in texts]
         order = np.argsort([len(e.token_ids) for e in encoded], kind='stable')
         out = np.zeros((len(texts), self.template.num_labels), dtype='float32')
+        scores = self._jit_scores if jit_compile else self._scores
         starts = range(0, len(order), batch_size)
         for start in progress_bar(starts, desc='predict', disable=None if progress else True):
             idx = order[start:start + batch_size]
             ids = pad([encoded[i].token_ids for i in idx])
             pos = np.array([self.read_position(encoded[i]) for i in idx], 'int32')
-            logits = self._scores(tf.constant(ids), tf.constant(pos)).numpy()
+            if jit_compile:
+                length = -(-ids.shape[1] // JIT_LENGTH_STEP) * JIT_LENGTH_STEP
+                ids = np.pad(ids, ((0, batch_size - len(idx)), (0, length - ids.shape[1])))
+                pos = np.pad(pos, (0, batch_size - len(idx)))
+            logits = scores(tf.constant(ids), tf.constant(pos)).numpy()[:len(idx)]
             out[idx] = tf.nn.softmax(logits, -1).numpy()
         return out
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> Tuple[np.ndarray, np.ndarray]:
+    def predict(self, texts: Sequence[str], batch_size: int = 64,
+                jit_compile: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         """(labels, probabilities) for raw texts."""
-        probs = self.predict_proba(texts, batch_size)
+        probs = self.predict_proba(texts, batch_size, jit_compile=jit_compile)
         return probs.argmax(-1), probs
 
     def evaluate(self, examples: Sequence[Example], batch_size: int = 64) -> float:

@@ -119,3 +119,57 @@ def test_targets_say_which_are_met_and_by_how_much_not():
     assert 'missed by 8.00 points (GPT lower)' in lines
     assert '| 0.600 | met |' in lines
     assert report.targets({'sections': {}}) == []
+
+
+def test_whole_valid_accuracy_rescoring_only_the_unscored_texts(tiny_bert_dir, tiny_examples):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        from accuracy import whole_valid_accuracy
+    finally:
+        sys.path.remove(BENCHMARKS)
+    from ptuning_tf import PromptClassifier
+    clf = PromptClassifier.build(tiny_bert_dir, maxlen=32)
+    valid = list(tiny_examples) * 2
+    for scored in (0, 3, len(valid)):
+        assert whole_valid_accuracy(clf, valid, scored, clf.evaluate(valid[:scored]) if scored else 0.0) \
+            == pytest.approx(clf.evaluate(valid), abs=1e-9)
+
+
+def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_path, monkeypatch):
+    """No worker waits for the lr search: everything that does not need its answer is queued."""
+    from concurrent.futures import Future
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import run
+    finally:
+        sys.path.remove(BENCHMARKS)
+    submitted = []
+
+    class RecordingPool:
+        def __init__(self, workers):
+            self.futures = {}
+
+        def submit(self, job):
+            if job not in self.futures:
+                submitted.append(job)
+                self.futures[job] = Future()
+                self.futures[job].set_result({'valid': job.lr or 0.5, 'test': 0.5, 'epoch': 1, 'seconds': 0})
+            return self.futures[job]
+
+        def result(self, job, log=print):
+            return self.submit(job).result()
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(run, 'Pool', RecordingPool)
+    run.main(['--only', 'reference', '--only', 'snownlp', '--output-dir', str(tmp_path),
+              '--lr-candidates', '1e-5,1e-4', '--seeds', '0,1', '--patience', '3'])
+    kinds = ['lr' if i < 2 else 'finetune' if run.is_finetune(job.method) else 'no lr'
+             for i, job in enumerate(submitted)]
+    # the lr search, then every run that needs no lr, then the fine-tune runs at the chosen lr
+    assert kinds.count('no lr') and kinds.count('finetune')
+    assert kinds == ['lr'] * 2 + ['no lr'] * kinds.count('no lr') + ['finetune'] * kinds.count('finetune')
+    assert [job.lr for job in submitted[:2]] == [1e-5, 1e-4]
+    assert {job.lr for job in submitted[2 + kinds.count('no lr'):]} == {1e-4}
+    assert {job.patience for job in submitted} == {3}

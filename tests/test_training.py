@@ -193,6 +193,14 @@ def test_length_sorted_batching_does_not_change_predictions(clf, batch_size):
     assert len({tuple(np.round(p, 6)) for p in single}) > 1  # not all the same: order matters
 
 
+@pytest.mark.parametrize('kind', ['bert', 'gpt'])
+def test_xla_predictions_equal_the_plain_ones(kind, clf, tiny_gpt_dir):
+    """jit_compile pads lengths to buckets and batches to full size: same probabilities."""
+    model = clf if kind == 'bert' else PromptClassifier.build(tiny_gpt_dir, kind='gpt', maxlen=32)
+    np.testing.assert_allclose(model.predict_proba(TEXTS, batch_size=4, jit_compile=True),
+                               model.predict_proba(TEXTS, batch_size=4), atol=1e-5)
+
+
 def test_labels_outside_the_classes_raise(clf):
     with pytest.raises(ValueError, match='outside'):
         clf.fit([('很好', 2)], epochs=1, verbose=0)
