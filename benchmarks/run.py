@@ -98,8 +98,10 @@ def main(argv=None):
     # every run of every section goes to one pool, the fine-tune lr search first
     pool = Pool(args.workers)
     try:
-        search_lr = accuracy_sections and not args.quick and len(candidates) > 1
-        finetune_lr = None if search_lr else candidates[0]
+        needs_lr = any(is_finetune(m) for s in accuracy_sections
+                       for m, _, _ in section_rows(s, methods, args.quick))
+        search_lr = needs_lr and not args.quick and len(candidates) > 1
+        finetune_lr = candidates[0] if needs_lr and not search_lr else None
         if search_lr:  # the lr search first; the runs that need no lr queue behind it
             for job in lr_jobs(candidates, **options).values():
                 pool.submit(job)
@@ -167,14 +169,14 @@ def section_rows(section: str, methods: list, quick: bool) -> list:
 def notes(section, args, finetune_lr, options, candidates, few_seeds, methods) -> str:
     how_lr = ('chosen on seed 0 of bojone by valid accuracy among %s' % args.lr_candidates
               if len(candidates) > 1 else 'given')
-    text = ('Fine-tune learning rate %g, %s. Up to %d epochs of %s steps, batch 32, maxlen 128; the '
-            'best epoch is chosen on the first %s valid texts, %s then scored on all of valid and test. '
-            'Runs go to %d single-thread worker processes and the sections run together: a '
-            'section\'s wall time is the time from the start of the command until it was written.'
-            % (finetune_lr or 0, how_lr, options['epochs'], options['steps_per_epoch'],
-               options['select_limit'] or 'all',
-               'a run stops after %d epochs without a better score there,' % options['patience']
-               if options['patience'] else 'every epoch is run,', args.workers))
+    text = '' if finetune_lr is None else 'Fine-tune learning rate %g, %s. ' % (finetune_lr, how_lr)
+    text += ('Up to %d epochs of %s steps, batch 32, maxlen 128; the best epoch is chosen on the '
+             'first %s valid texts, %s then scored on all of valid and test. Runs go to %d '
+             'single-thread worker processes and the sections run together: a section\'s wall time '
+             'is the time from the start of the command until it was written.'
+             % (options['epochs'], options['steps_per_epoch'], options['select_limit'] or 'all',
+                'a run stops after %d epochs without a better score there,' % options['patience']
+                if options['patience'] else 'every epoch is run,', args.workers))
     if section == 'reference':
         text += ' Rows beyond the published table use %d seeds.' % len(few_seeds)
         if redo_subset(args):

@@ -173,3 +173,7 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     assert [job.lr for job in submitted[:2]] == [1e-5, 1e-4]
     assert {job.lr for job in submitted[2 + kinds.count('no lr'):]} == {1e-4}
     assert {job.patience for job in submitted} == {3}
+    submitted.clear()  # rows without fine-tuning: no lr search at all
+    run.main(['--only', 'reference', '--methods', 'bert_ptuning', '--output-dir', str(tmp_path),
+              '--lr-candidates', '1e-5,1e-4', '--seeds', '0,1'])
+    assert submitted and not any(run.is_finetune(job.method) for job in submitted)
