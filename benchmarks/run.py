@@ -34,10 +34,11 @@ def parse_args(argv=None):
     p.add_argument('--epochs', type=int, default=5)
     p.add_argument('--steps-per-epoch', type=int, default=12,
                    help='training steps between evaluations (the data is cycled through)')
-    p.add_argument('--select-limit', type=int, default=200,
+    p.add_argument('--select-limit', type=int, default=300,
                    help='choose the best epoch on the first N valid texts; 0: all of valid')
-    p.add_argument('--patience', type=int, default=2,
-                   help='stop a run after N epochs without a better selection score; 0: never')
+    p.add_argument('--patience', type=int, default=0,
+                   help='stop a run after N epochs without a better selection score; 0: never. '
+                        'Off by default: 2 cut short fine-tune runs whose score dips before it rises')
     p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                    help='training runs in parallel, one thread each')
     p.add_argument('--bert-dir', help='default: the shipped mini BERT')

@@ -13,6 +13,8 @@ from ptuning_tf.prompts import save_prompt
 from ptuning_tf.training import PromptClassifier, set_seed
 from accuracy import METHODS, fit_positions, worker_processes  # noqa: E402
 
+STEPS_PER_ROUND = 2
+
 
 def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int,
                   start_at: Optional[float] = None) -> float:
@@ -27,6 +29,35 @@ def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int,
     for _ in range(steps):
         clf.training_model.train_on_batch(x, y)
     return (time.perf_counter() - t0) / steps
+
+
+def rounds_of(steps: int) -> int:
+    return max(3, steps // STEPS_PER_ROUND)
+
+
+def _interleaved_step_seconds(models: Dict[str, tuple], examples, steps: int) -> Dict[str, float]:
+    """Median seconds per training step of each (classifier, jit) in `models`, timed in
+    alternating short rounds.
+
+    Step times on this shared VM drift by tens of percent within minutes: timing the
+    models one after the other gave a P-tuning/fine-tune ratio of 0.75, 1.31 and 0.92 in
+    three runs of the same code. Alternating rounds expose every model to the same drift.
+    """
+    batches = {}
+    for name, (clf, jit) in models.items():
+        clf.compile(6e-4, jit_compile=jit)
+        batches[name] = clf.batches(examples, 32, shuffle=False)[0]
+        for _ in range(3):  # tracing and warm-up
+            clf.training_model.train_on_batch(*batches[name])
+    times: Dict[str, List[float]] = {name: [] for name in models}
+    order = list(models)
+    for r in range(rounds_of(steps)):
+        for name in order if r % 2 == 0 else order[::-1]:
+            t0 = time.perf_counter()
+            for _ in range(STEPS_PER_ROUND):
+                models[name][0].training_model.train_on_batch(*batches[name])
+            times[name].append((time.perf_counter() - t0) / STEPS_PER_ROUND)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _worker_step_seconds(model_dir: Optional[str], steps: int, start_at: float) -> float:
@@ -71,28 +102,31 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
                          value=float(value), unit=unit, **extra))
         log('%s: %.4g %s' % (metric, value, unit))
 
-    step: Dict[tuple, float] = {}
-    for mode in ('ptuning', 'finetune'):
-        for jit in (False, True):
-            keras.backend.clear_session()
-            set_seed(0)
-            clf = PromptClassifier.build(model_dir, kind='bert', mode=mode)
-            try:
-                step[mode, jit] = _step_seconds(clf, train, jit, steps)
-            except Exception as e:  # XLA may be unavailable for some op on CPU
-                log('%s jit=%s failed: %s' % (mode, jit, str(e).splitlines()[0]))
-                continue
-            add('train_step_seconds_%s%s' % (mode, '_xla' if jit else ''), step[mode, jit], 's/step',
-                batch_size=32)
-    if ('ptuning', False) in step:  # what benchmarks/run.py --workers 2 relies on
-        add('train_steps_per_second_ptuning_one_process', 1 / step['ptuning', False], 'steps/s',
-            note='one process, TensorFlow default threads')
-        two = _two_worker_step_seconds(model_dir, steps, parallel_delay)
-        add('train_steps_per_second_ptuning_two_workers', 2 / two, 'steps/s',
-            note='two single-thread processes at once, summed')
-    if ('ptuning', False) in step and ('finetune', False) in step:
-        add('train_step_ratio_ptuning_vs_finetune', step['ptuning', False] / step['finetune', False],
-            'ratio', target='<= 0.75')
+    keras.backend.clear_session()
+    set_seed(0)
+    v2 = {head: fit_positions(METHODS['bert_ptuning_v2_20' + ('_linear' if head == 'linear' else '')][1],
+                              {'bert': model_dir}) for head in ('verbalizer', 'linear')}  # the rows' settings
+    models = {'ptuning': PromptClassifier.build(model_dir, kind='bert', mode='ptuning'),
+              'finetune': PromptClassifier.build(model_dir, kind='bert', mode='finetune'),
+              'ptuning_v2_20_verbalizer': PromptClassifier.build(model_dir, **v2['verbalizer']),
+              'ptuning_v2_20_linear': PromptClassifier.build(model_dir, **v2['linear'])}
+    step = _interleaved_step_seconds({name: (clf, False) for name, clf in models.items()}, train, steps)
+    try:  # XLA may be unavailable for some op on CPU
+        step.update({name + '_xla': seconds for name, seconds in _interleaved_step_seconds(
+            {name: (models[name], True) for name in ('ptuning', 'finetune')}, train, steps).items()})
+    except Exception as e:
+        log('XLA training step failed: %s' % str(e).splitlines()[0])
+    for name in ('ptuning', 'ptuning_xla', 'finetune', 'finetune_xla'):
+        if name in step:
+            add('train_step_seconds_%s' % name, step[name], 's/step', batch_size=32,
+                note='median of %d alternating rounds' % rounds_of(steps))
+    add('train_steps_per_second_ptuning_one_process', 1 / step['ptuning'], 'steps/s',
+        note='one process, TensorFlow default threads')
+    two = _two_worker_step_seconds(model_dir, steps, parallel_delay)
+    add('train_steps_per_second_ptuning_two_workers', 2 / two, 'steps/s',
+        note='two single-thread processes at once, summed')
+    add('train_step_ratio_ptuning_vs_finetune', step['ptuning'] / step['finetune'], 'ratio',
+        target='<= 0.75')
 
     keras.backend.clear_session()
     clf = PromptClassifier.build(model_dir, kind='bert')
@@ -117,20 +151,15 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
         path = save_prompt(clf, os.path.join(tmp, 'prompt.npz'))
         add('prompt_artifact_size', os.path.getsize(path) / 1024, 'KB')
     for head in ('verbalizer', 'linear'):  # P-tuning v2 saves L x m x H floats (+ the head)
-        keras.backend.clear_session()
-        set_seed(0)
-        build = fit_positions(METHODS['bert_ptuning_v2_20' + ('_linear' if head == 'linear' else '')][1],
-                              {'bert': model_dir})  # the benchmark rows' settings
-        deep = PromptClassifier.build(model_dir, **build)
-        seconds = _step_seconds(deep, train, False, steps)
-        add('train_step_seconds_ptuning_v2_20_%s' % head, seconds, 's/step', batch_size=32)
-        if ('finetune', False) in step:
-            add('train_step_ratio_ptuning_v2_20_%s_vs_finetune' % head, seconds / step['finetune', False],
-                'ratio', target='<= 1 (issue 5)')
+        name, deep = 'ptuning_v2_20_%s' % head, models['ptuning_v2_20_%s' % head]
+        add('train_step_seconds_%s' % name, step[name], 's/step', batch_size=32,
+            note='median of %d alternating rounds' % rounds_of(steps))
+        add('train_step_ratio_%s_vs_finetune' % name, step[name] / step['finetune'], 'ratio',
+            target='<= 1 (issue 5)')
         with tempfile.TemporaryDirectory() as tmp:
             path = save_prompt(deep, os.path.join(tmp, 'prompt.npz'))
-            add('prompt_artifact_size_ptuning_v2_20_%s' % head, os.path.getsize(path) / 1024, 'KB')
-        add('trainable_parameters_ptuning_v2_20_%s' % head,
+            add('prompt_artifact_size_%s' % name, os.path.getsize(path) / 1024, 'KB')
+        add('trainable_parameters_%s' % name,
             sum(int(np.prod(w.shape)) for w in deep.model.trainable_weights), 'parameters')
     if clf.spec and clf.spec.checkpoint_path:
         add('model_checkpoint_size', _dir_bytes(os.path.dirname(clf.spec.checkpoint_path)) / 1024 / 1024, 'MB')
