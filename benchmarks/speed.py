@@ -16,18 +16,23 @@ from accuracy import METHODS, fit_positions, worker_processes  # noqa: E402
 STEPS_PER_ROUND = 2
 
 
-def _step_seconds(clf: PromptClassifier, examples, jit: bool, steps: int,
-                  start_at: Optional[float] = None) -> float:
+def _warmed_batch(clf: PromptClassifier, examples, jit: bool = False) -> tuple:
+    """Compile `clf`, trace and warm up on the first batch of `examples`; return that batch."""
     clf.compile(6e-4, jit_compile=jit)
-    batches = clf.batches(examples, 32, shuffle=False)
-    x, y = batches[0]
-    for _ in range(3):  # tracing and warm-up
-        clf.training_model.train_on_batch(x, y)
-    if start_at:  # parallel workers time the same stretch of wall clock
-        time.sleep(max(0.0, start_at - time.time()))
+    batch = clf.batches(examples, 32, shuffle=False)[0]
+    for _ in range(3):
+        clf.training_model.train_on_batch(*batch)
+    return batch
+
+
+def _step_seconds(clf: PromptClassifier, examples, steps: int, start_at: float) -> float:
+    """Seconds per training step, timed from `start_at` (parallel workers time the same
+    stretch of wall clock)."""
+    batch = _warmed_batch(clf, examples)
+    time.sleep(max(0.0, start_at - time.time()))
     t0 = time.perf_counter()
     for _ in range(steps):
-        clf.training_model.train_on_batch(x, y)
+        clf.training_model.train_on_batch(*batch)
     return (time.perf_counter() - t0) / steps
 
 
@@ -43,12 +48,7 @@ def _interleaved_step_seconds(models: Dict[str, tuple], examples, steps: int) ->
     models one after the other gave a P-tuning/fine-tune ratio of 0.75, 1.31 and 0.92 in
     three runs of the same code. Alternating rounds expose every model to the same drift.
     """
-    batches = {}
-    for name, (clf, jit) in models.items():
-        clf.compile(6e-4, jit_compile=jit)
-        batches[name] = clf.batches(examples, 32, shuffle=False)[0]
-        for _ in range(3):  # tracing and warm-up
-            clf.training_model.train_on_batch(*batches[name])
+    batches = {name: _warmed_batch(clf, examples, jit) for name, (clf, jit) in models.items()}
     times: Dict[str, List[float]] = {name: [] for name in models}
     order = list(models)
     for r in range(rounds_of(steps)):
@@ -63,7 +63,7 @@ def _interleaved_step_seconds(models: Dict[str, tuple], examples, steps: int) ->
 def _worker_step_seconds(model_dir: Optional[str], steps: int, start_at: float) -> float:
     set_seed(0)
     clf = PromptClassifier.build(model_dir, kind='bert')
-    return _step_seconds(clf, load_dataset('bojone')['train'][:32], False, steps, start_at)
+    return _step_seconds(clf, load_dataset('bojone')['train'][:32], steps, start_at)
 
 
 def _two_worker_step_seconds(model_dir: Optional[str], steps: int, delay: float) -> float:
