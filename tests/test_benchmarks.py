@@ -177,3 +177,22 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     run.main(['--only', 'reference', '--methods', 'bert_ptuning', '--output-dir', str(tmp_path),
               '--lr-candidates', '1e-5,1e-4', '--seeds', '0,1'])
     assert submitted and not any(run.is_finetune(job.method) for job in submitted)
+
+
+def test_full_run_time_is_recorded_and_checked_against_the_budget(tmp_path, monkeypatch):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import report
+    finally:
+        sys.path.remove(BENCHMARKS)
+    monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
+    monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
+    monkeypatch.setattr(sys, 'argv', ['benchmarks/run.py'])
+    report.record_full_run(80 * 60, 4 * 60)
+    markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
+    assert '| full table (every section) <= 90 min on 2 cores | 84.0 min | met |' in markdown
+    assert '`python benchmarks/run.py` (every section) took 84.0 min' in markdown
+    report.record_full_run(88 * 60, 4 * 60)
+    data = json.load(open(str(tmp_path / 'results.json')))
+    assert data['full_run']['seconds'] == 92 * 60
+    assert 'missed by 2.0 min' in '\n'.join(report.targets(data))
