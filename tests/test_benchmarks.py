@@ -118,6 +118,9 @@ def test_targets_say_which_are_met_and_by_how_much_not():
     assert 'PET zero-shot + 5 points | +3.00 points | missed by 2.00 points |' in lines
     assert 'missed by 8.00 points (GPT lower)' in lines
     assert '| 0.600 | met |' in lines
+    assert report.WHY_ACCURACY_MISSED in lines  # a missed accuracy target says what was tried
+    met = {'sections': {'reference': {'records': [row('bert_ptuning', 0.9), row('finetune', 0.8)]}}}
+    assert report.WHY_ACCURACY_MISSED not in '\n'.join(report.targets(met))
     assert report.targets({'sections': {}}) == []
 
 
