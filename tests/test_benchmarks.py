@@ -8,6 +8,21 @@ import pytest
 from ptuning_tf.data import DataError, shared_dir
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks')
+
+
+@pytest.fixture
+def report(tmp_path, monkeypatch):
+    """benchmarks/report.py writing into tmp_path instead of the repository."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import report
+    finally:
+        sys.path.remove(BENCHMARKS)
+    monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
+    monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
+    return report
+
+
 RECORD_KEYS = {'method', 'model', 'dataset', 'labeled_frac', 'seeds', 'valid_mean', 'valid_std',
                'test_mean', 'test_std'}
 
@@ -46,7 +61,7 @@ def test_quick_benchmark_produces_every_row(tiny_bert_dir, tiny_gpt_dir, tmp_pat
     assert 'BERT + P-tuning' in markdown and os.path.exists(str(tmp_path / 'fractions.png'))
 
 
-def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, tmp_path, monkeypatch):
+def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, report, tmp_path):
     try:
         shared_dir()
     except DataError:
@@ -62,9 +77,6 @@ def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, tmp_path, monk
     sys.path.insert(0, BENCHMARKS)
     try:
         import learning_curve
-        import report
-        monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
-        monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
         common = ['--kind', 'bert', '--run-dir', str(run_dir), '--snapshots', str(snapshots),
                   '--seeds', '0', '--epochs', '1', '--steps-per-epoch', '1',
                   '--methods', 'pet_zero_shot', '--eval-limit', '16']
@@ -78,14 +90,7 @@ def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, tmp_path, monk
     assert os.path.exists(str(tmp_path / 'pretraining_curve.png'))
 
 
-def test_report_keeps_rows_of_other_runs_with_their_command(tmp_path, monkeypatch):
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import report
-    finally:
-        sys.path.remove(BENCHMARKS)
-    monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
-    monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
+def test_report_keeps_rows_of_other_runs_with_their_command(report, tmp_path, monkeypatch):
     row = dict(model='m', dataset='d', labeled_frac=0.01, seeds=[0], valid_mean=0.5,
                valid_std=0.0, test_mean=0.5, test_std=0.0)
     monkeypatch.setattr(sys, 'argv', ['benchmarks/run.py', '--methods', 'a,b'])
@@ -101,12 +106,7 @@ def test_report_keeps_rows_of_other_runs_with_their_command(tmp_path, monkeypatc
     assert '- a: `python benchmarks/run.py --methods a,b`' in markdown
 
 
-def test_targets_say_which_are_met_and_by_how_much_not():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import report
-    finally:
-        sys.path.remove(BENCHMARKS)
+def test_targets_say_which_are_met_and_by_how_much_not(report):
     row = lambda m, test, protocol='random 0.01 per seed': {  # noqa: E731
         'method': m, 'test_mean': test, 'protocol': protocol}
     data = {'sections': {
@@ -182,14 +182,7 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     assert submitted and not any(run.is_finetune(job.method) for job in submitted)
 
 
-def test_full_run_time_is_recorded_and_checked_against_the_budget(tmp_path, monkeypatch):
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import report
-    finally:
-        sys.path.remove(BENCHMARKS)
-    monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
-    monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
+def test_full_run_time_is_recorded_and_checked_against_the_budget(report, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, 'argv', ['benchmarks/run.py'])
     report.record_full_run(80 * 60, 4 * 60)
     markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
