@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser('pretrain', help='pretrain a small BERT (MLM) or GPT (LM) on the project corpus')
     pt.add_argument('--kind', choices=['bert', 'gpt'], default='bert',
                     help='bert: masked LM; gpt: causal LM (same architecture, lower-triangular mask)')
+    pt.add_argument('--model', choices=['bert', 'roformer'], default='bert',
+                    help='backbone family: bert (learned absolute positions) or roformer (rotary '
+                         'positions; learns word order far sooner on a small budget)')
     pt.add_argument('--work-dir', required=True, help='corpus, vocab, checkpoints; rerun to resume')
     pt.add_argument('--out', required=True, help='exported model directory')
     for name, default, text in (
@@ -124,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
                          'rates give more predictions per token of compute')
     pt.add_argument('--position-init', choices=['random', 'sinusoid'], default='random',
                     help='start of the learned position embeddings (sinusoid: word order from step 0)')
+    pt.add_argument('--decay-steps', type=int,
+                    help='keep the learning rate constant after warm-up and decay only over the last '
+                         'DECAY_STEPS before --total-steps (default: decay from the end of warm-up)')
+    pt.add_argument('--resume-from', help='continue the run of this exported model directory at its '
+                                          'step (its PRETRAIN.json, vocab and log; a fresh optimizer '
+                                          'with a short warm-up)')
     pt.add_argument('--max-seconds', type=float, help='stop (and checkpoint) after this long')
     pt.add_argument('--max-steps', type=int, help='stop after this many more steps')
     pt.add_argument('--init-from', help='start from this checkpoint (same size and vocab); a BERT may '
@@ -325,12 +334,13 @@ def cmd_pretrain(args) -> dict:
                             intermediate_size=args.intermediate_size, seq_len=args.seq_len,
                             batch_size=args.batch_size, learning_rate=args.lr,
                             warmup_steps=args.warmup_steps, total_steps=args.total_steps, seed=args.seed,
-                            mask_rate=args.mask_rate, position_init=args.position_init)
+                            mask_rate=args.mask_rate, position_init=args.position_init,
+                            model=args.model, decay_steps=args.decay_steps)
     t0 = time.time()
     metrics = run_pretraining(config, args.work_dir, args.out, args.max_seconds, args.max_steps,
                               init_from=args.init_from, vocab_path=args.vocab, corpus_path=args.corpus,
                               eval_every=args.eval_every, snapshot_dir=args.snapshots,
-                              log=lambda m: print(m, flush=True))
+                              resume_from=args.resume_from, log=lambda m: print(m, flush=True))
     print(json.dumps(dict(metrics, seconds=round(time.time() - t0, 1))))
     return metrics
 

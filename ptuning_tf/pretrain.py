@@ -21,13 +21,15 @@ from bert4keras.tokenizers import Tokenizer
 from .checkpoint import atomic_write_bytes, atomic_write_text, check_vocab, save_model_dir
 from .corpus import SPECIAL_TOKENS, build_vocab, write_vocab  # noqa: F401  (public here too)
 from .data import DataError
+from .families import get_family
 from .models import build_transformer, is_gpt_checkpoint, load_gpt_into_bert, split_head
 from .progress import progress_bar
 
 @dataclass
 class PretrainConfig:
     """Size, schedule and budget of one pretraining run."""
-    kind: str = 'bert'
+    kind: str = 'bert'  # the objective: 'bert' masked LM, 'gpt' causal LM
+    model: str = 'bert'  # the backbone family (families.py): 'bert', 'roformer'
     hidden_size: int = 256
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
@@ -43,17 +45,26 @@ class PretrainConfig:
     seed: int = 0
     heldout_fraction: float = 0.005
     position_init: str = 'random'  # or 'sinusoid': see sinusoid_positions
+    decay_steps: Optional[int] = None  # None: decay from warm-up on; else constant, then the
+    #   last decay_steps before total_steps decay (warm-up/stable/decay: the run can be
+    #   extended across sessions and decayed when it is to be shipped)
+    rewarm_steps: int = 200  # resuming from an exported model restarts Adam: warm up again
 
     def __post_init__(self):
         if self.position_init not in ('random', 'sinusoid'):
             raise ValueError("position_init must be 'random' or 'sinusoid', got %r" % self.position_init)
         if not 0 < self.mask_rate < 1:
             raise ValueError('mask_rate must be in (0, 1), got %g' % self.mask_rate)
+        get_family(self.model)  # an unknown family fails here, by name
+        if self.position_init != 'random' and not get_family(self.model).absolute_positions:
+            raise ValueError('position_init is for learned position tables; %s has none' % self.model)
+        if self.decay_steps is not None and not 0 < self.decay_steps <= self.total_steps:
+            raise ValueError('decay_steps must be in (0, total_steps], got %r' % self.decay_steps)
 
     def model_config(self, vocab_size: int) -> dict:
         """config.json in Google's BERT layout."""
         return {
-            'vocab_size': vocab_size, 'hidden_size': self.hidden_size,
+            'model': self.model, 'vocab_size': vocab_size, 'hidden_size': self.hidden_size,
             'num_hidden_layers': self.num_hidden_layers,
             'num_attention_heads': self.num_attention_heads,
             'intermediate_size': self.intermediate_size, 'hidden_act': 'gelu',
@@ -129,19 +140,31 @@ def pack_corpus(corpus_path: str, tokenizer: Tokenizer, config: 'PretrainConfig'
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak`, then linear decay to 10% of it at `total` steps."""
+    """Linear warm-up to `peak`, then linear decay to 10% of it at `total` steps.
 
-    def __init__(self, peak: float, warmup: int, total: int):
+    With `decay_steps`, the rate stays at `peak` until `total - decay_steps` and only
+    then decays. With `restart`, the steps after it warm up again over `rewarm` steps
+    (a run resumed from exported weights starts with a fresh optimizer).
+    """
+
+    def __init__(self, peak: float, warmup: int, total: int, decay_steps: Optional[int] = None,
+                 restart: int = 0, rewarm: int = 0):
         self.peak, self.warmup, self.total = peak, warmup, total
+        self.decay_steps, self.restart, self.rewarm = decay_steps, restart, rewarm
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warm = step / max(1, self.warmup)
-        decay = tf.maximum(0.1, 1.0 - 0.9 * (step - self.warmup) / max(1, self.total - self.warmup))
-        return self.peak * tf.where(step < self.warmup, warm, decay)
+        start = self.warmup if self.decay_steps is None else self.total - self.decay_steps
+        decay = tf.maximum(0.1, 1.0 - 0.9 * (step - start) / max(1, self.total - start))
+        factor = tf.minimum(1.0, tf.where(step < self.warmup, warm, decay))
+        if self.restart and self.rewarm:
+            factor *= tf.clip_by_value((step - self.restart + 1) / self.rewarm, 0.0, 1.0)
+        return self.peak * factor
 
     def get_config(self):
-        return {'peak': self.peak, 'warmup': self.warmup, 'total': self.total}
+        return {'peak': self.peak, 'warmup': self.warmup, 'total': self.total,
+                'decay_steps': self.decay_steps, 'restart': self.restart, 'rewarm': self.rewarm}
 
 
 def sinusoid_positions(n: int, dim: int, std: float) -> np.ndarray:
@@ -162,7 +185,7 @@ class Pretrainer:
     """Holds the model, optimizer and data of one run; `train` resumes where it stopped."""
 
     def __init__(self, config: PretrainConfig, vocab_path: str, corpus_path: str, work_dir: str,
-                 init_from: Optional[str] = None):
+                 init_from: Optional[str] = None, resume_from: Optional[str] = None):
         self.config, self.work_dir = config, work_dir
         self.vocab_path = vocab_path
         check_vocab(vocab_path)  # a vocab without [UNK] etc. fails here, by name
@@ -174,9 +197,13 @@ class Pretrainer:
             raise DataError('corpus %s gives %d training rows of %d tokens, fewer than one batch '
                             '(%d): use more text, a smaller --seq-len or --batch-size'
                             % (corpus_path, len(self.train_rows), config.seq_len, config.batch_size))
+        restart = self._resume_point(resume_from)
+        if restart:
+            init_from = os.path.join(resume_from, 'bert_model.ckpt')
         from_gpt = bool(init_from) and config.kind == 'bert' and is_gpt_checkpoint(init_from)
         self.transformer = build_transformer(self.model_config, None if from_gpt else init_from,
-                                             config.kind, trainable_ids=None, dropout=config.dropout)
+                                             config.kind, trainable_ids=None, dropout=config.dropout,
+                                             family=config.model)
         if from_gpt:
             load_gpt_into_bert(self.transformer, init_from)
         if init_from is None and config.position_init == 'sinusoid':
@@ -184,14 +211,51 @@ class Pretrainer:
             table.assign(sinusoid_positions(*table.shape, self.model_config['initializer_range']))
         self._build_heads()
         self.optimizer = keras.optimizers.AdamW(
-            WarmupLinearDecay(config.learning_rate, config.warmup_steps, config.total_steps),
+            WarmupLinearDecay(config.learning_rate, config.warmup_steps, config.total_steps,
+                              config.decay_steps, restart, config.rewarm_steps),
             weight_decay=config.weight_decay, clipnorm=1.0)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.step = tf.Variable(restart, dtype=tf.int64, trainable=False)
         self.ckpt = tf.train.Checkpoint(model=self.transformer.model, optimizer=self.optimizer,
                                         step=self.step)
         self.manager = tf.train.CheckpointManager(self.ckpt, os.path.join(work_dir, 'ckpt'), 2)
         if self.manager.latest_checkpoint:
             self.ckpt.restore(self.manager.latest_checkpoint)
+
+    def _resume_point(self, resume_from: Optional[str]) -> int:
+        """The step an exported model (its PRETRAIN.json) continues from; 0 without one.
+
+        Recorded in WORK_DIR/resumed.json so that restarting within the work dir keeps
+        the same schedule, and the model's log is carried over with a line saying
+        that the optimizer state was restarted.
+        """
+        record = os.path.join(self.work_dir, 'resumed.json')
+        if os.path.exists(record):
+            with open(record) as f:
+                return int(json.load(f)['step'])
+        if not resume_from:
+            return 0
+        try:
+            with open(os.path.join(resume_from, 'PRETRAIN.json')) as f:
+                exported = json.load(f)
+        except (OSError, ValueError) as e:
+            raise DataError('cannot resume from %s: no readable PRETRAIN.json (%s)'
+                            % (resume_from, e)) from e
+        for key in ('kind', 'model', 'hidden_size', 'num_hidden_layers', 'seq_len', 'seed'):
+            if exported.get(key, 'bert' if key == 'model' else None) != getattr(self.config, key):
+                raise DataError('cannot resume from %s: it was pretrained with %s=%r, this run has %r'
+                                % (resume_from, key, exported.get(key), getattr(self.config, key)))
+        step = int(exported['step'])
+        lines = []
+        old_log = os.path.join(resume_from, 'log.jsonl')
+        if os.path.exists(old_log):
+            with open(old_log) as f:
+                lines = [line for line in f if line.strip()]
+        lines.append(json.dumps({'event': 'resume', 'step': step, 'from': os.path.abspath(resume_from),
+                                 'weights': 'float16 export', 'optimizer': 'restarted',
+                                 'rewarm_steps': self.config.rewarm_steps}) + '\n')
+        atomic_write_text(os.path.join(self.work_dir, 'log.jsonl'), ''.join(lines))
+        atomic_write_text(record, json.dumps({'step': step, 'from': os.path.abspath(resume_from)}))
+        return step
 
     def _load_data(self, corpus_path: str) -> None:
         cache = packed_cache_path(self.work_dir, self.config, corpus_path, self.vocab_path)
@@ -322,8 +386,14 @@ class Pretrainer:
 
     def export(self, out_dir: str, dtype: Optional[str] = 'float16', notes: str = '') -> None:
         """Write the model as config.json + bert_model.ckpt + vocab.txt."""
-        extra = {'PRETRAIN.json': json.dumps(dict(asdict(self.config), step=int(self.step.numpy()),
-                                                  notes=notes), indent=2)}
+        step = int(self.step.numpy())
+        extra = {'PRETRAIN.json': json.dumps(dict(
+            asdict(self.config), step=step, tokens_seen=step * self.config.batch_size * self.config.seq_len,
+            notes=notes), indent=2)}
+        log_path = os.path.join(self.work_dir, 'log.jsonl')
+        if os.path.exists(log_path):  # the whole curve travels with the model
+            with open(log_path) as f:
+                extra['log.jsonl'] = f.read()
         save_model_dir(self.transformer, out_dir, self.model_config, self.vocab_path, dtype, extra)
 
 
@@ -358,13 +428,21 @@ def run_pretraining(config: PretrainConfig, work_dir: str, out_dir: str,
                     max_seconds: Optional[float] = None, max_steps: Optional[int] = None,
                     init_from: Optional[str] = None, vocab_path: Optional[str] = None,
                     corpus_path: Optional[str] = None, eval_every: int = 500,
-                    snapshot_dir: Optional[str] = None, log=print) -> Dict[str, float]:
-    """Prepare data, train (resuming if `work_dir` has a checkpoint) and export to `out_dir`."""
+                    snapshot_dir: Optional[str] = None, resume_from: Optional[str] = None,
+                    log=print) -> Dict[str, float]:
+    """Prepare data, train (resuming if `work_dir` has a checkpoint) and export to `out_dir`.
+
+    `resume_from`, an exported model directory, continues its run at its step (the
+    weights as exported, a fresh optimizer with `rewarm_steps` of warm-up) on its vocab.
+    """
+    if resume_from and vocab_path is None:
+        vocab_path = os.path.join(resume_from, 'vocab.txt')
     corpus_path, vocab_path = prepare_corpus(work_dir, log=log, corpus_path=corpus_path,
                                              vocab_path=vocab_path)
     os.makedirs(work_dir, exist_ok=True)
     atomic_write_text(os.path.join(work_dir, 'config.json'), json.dumps(asdict(config), indent=2))
-    trainer = Pretrainer(config, vocab_path, corpus_path, work_dir, init_from=init_from)
+    trainer = Pretrainer(config, vocab_path, corpus_path, work_dir, init_from=init_from,
+                         resume_from=resume_from)
     log('%s: %d train rows, %d held-out rows of %d tokens; resuming at step %d'
         % (config.kind, len(trainer.train_rows), len(trainer.heldout_rows), config.seq_len,
            int(trainer.step.numpy())))

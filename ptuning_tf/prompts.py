@@ -44,6 +44,7 @@ def save_prompt(classifier: PromptClassifier, path: str, extra: Optional[dict] =
         'base_fingerprint': fingerprint(classifier.spec.checkpoint_path)
         if classifier.spec and classifier.spec.checkpoint_path else None,
         'method': config.method,
+        'family': classifier.spec.family.name if classifier.spec else None,
     }
     if config.method == 'ptuning_v2':
         arrays = classifier.prompt_arrays()
@@ -117,6 +118,10 @@ def load_prompt(path: str, model_dir: Optional[str] = None, strict: bool = True,
         label_words=template['label_words'], prompt_ids=template['prompt_ids'],
         maxlen=template['maxlen'], aux_loss=meta.get('aux_loss', True),
         whole_word_mask=meta.get('whole_word_mask', False), **deep, **build_kwargs)
+    family = classifier.spec.family.name if classifier.spec else None
+    if strict and meta.get('family') and family and meta['family'] != family:
+        raise PromptFileError('%s was trained on a %s model; %s is a %s model'
+                              % (path, meta['family'], model_dir or 'this base', family))
     expected = meta.get('base_fingerprint')
     if strict and expected and classifier.spec.checkpoint_path:
         try:

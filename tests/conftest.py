@@ -27,8 +27,11 @@ def tiny_config(vocab_size):
             'max_position_embeddings': 128, 'type_vocab_size': 2, 'initializer_range': 0.02}
 
 
-def make_model_dir(out_dir, kind, seed=0):
-    """A randomly initialised model written as config.json + bert_model.ckpt + vocab.txt."""
+def make_model_dir(out_dir, kind, seed=0, family='bert'):
+    """A randomly initialised model written as config.json + bert_model.ckpt + vocab.txt.
+
+    A RoFormer's config names its family (`"model"`), as the pretraining export does.
+    """
     import tf_keras as keras
     from ptuning_tf.checkpoint import save_model_dir
     from ptuning_tf.models import build_transformer
@@ -38,7 +41,9 @@ def make_model_dir(out_dir, kind, seed=0):
     with open(vocab, encoding='utf-8') as f:
         size = sum(1 for _ in f)
     config = tiny_config(size)
-    transformer = build_transformer(config, None, kind, trainable_ids=None)
+    if family != 'bert':
+        config = dict(config, model=family)
+    transformer = build_transformer(config, None, kind, trainable_ids=None, family=family)
     model_dir = os.path.join(out_dir, 'model')
     save_model_dir(transformer, model_dir, config, vocab)
     return model_dir
@@ -52,6 +57,18 @@ def tiny_bert_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def tiny_gpt_dir(tmp_path_factory):
     return make_model_dir(str(tmp_path_factory.mktemp('tiny_gpt')), 'gpt', seed=2)
+
+
+@pytest.fixture(scope='session')
+def tiny_roformer_dir(tmp_path_factory):
+    return make_model_dir(str(tmp_path_factory.mktemp('tiny_roformer')), 'bert', seed=3,
+                          family='roformer')
+
+
+@pytest.fixture(scope='session')
+def tiny_roformer_lm_dir(tmp_path_factory):
+    return make_model_dir(str(tmp_path_factory.mktemp('tiny_roformer_lm')), 'gpt', seed=4,
+                          family='roformer')
 
 
 @pytest.fixture
