@@ -55,21 +55,21 @@ _select_legacy_keras()
 _check_bert4keras()
 
 from .checkpoint import CheckpointError  # noqa: E402
+from .classifier import ClassifierConfig, PromptClassifier  # noqa: E402
 from .data import DataError, few_shot, load_csv, load_dataset, load_split_files, load_tsv  # noqa: E402
+from .families import FAMILIES, Family  # noqa: E402
+from .kinds import KINDS, LossOptions, TemplateKind  # noqa: E402
 from .layers import PtuningEmbedding  # noqa: E402
-from .models import BackboneSpec, PtuningConfig, build_model, default_model_dir  # noqa: E402
-from .prompts import PromptFileError, load_prompt, save_prompt  # noqa: E402
+from .methods import METHODS, FineTune, Method, PTuning, PTuningV2, make_method  # noqa: E402
+from .models import BackboneSpec, default_model_dir  # noqa: E402
+from .saving import PromptFileError, load, save  # noqa: E402
 from .templates import Template, TemplateError, pattern  # noqa: E402
-from .training import PromptClassifier, set_seed  # noqa: E402
-from .deep import DeepPromptClassifier  # noqa: E402
-from .encoders import EncodedPromptClassifier  # noqa: E402
-from .finetuned import load_classifier, load_finetuned, save_finetuned  # noqa: E402
+from .training import set_seed  # noqa: E402
 
 __all__ = [
-    'BackboneSpec', 'CheckpointError', 'DataError', 'DeepPromptClassifier',
-    'EncodedPromptClassifier', 'PromptClassifier', 'PromptFileError',
-    'PtuningConfig', 'PtuningEmbedding', 'Template', 'TemplateError', 'build_model',
-    'default_model_dir', 'few_shot', 'load_classifier', 'load_csv', 'load_dataset',
-    'load_finetuned', 'load_prompt', 'load_split_files', 'load_tsv', 'pattern',
-    'save_finetuned', 'save_prompt', 'set_seed',
+    'BackboneSpec', 'CheckpointError', 'ClassifierConfig', 'DataError', 'FAMILIES', 'Family',
+    'FineTune', 'KINDS', 'LossOptions', 'METHODS', 'Method', 'PTuning', 'PTuningV2',
+    'PromptClassifier', 'PromptFileError', 'PtuningEmbedding', 'Template', 'TemplateError',
+    'TemplateKind', 'default_model_dir', 'few_shot', 'load', 'load_csv', 'load_dataset',
+    'load_split_files', 'load_tsv', 'make_method', 'pattern', 'save', 'set_seed',
 ]

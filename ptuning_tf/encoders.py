@@ -24,7 +24,6 @@ import tf_keras as keras
 from tf_keras.utils import register_keras_serializable
 
 from .layers import PtuningEmbedding, row_sparse_projection
-from .training import PromptClassifier
 
 ENCODERS = ('mlp', 'lstm')
 
@@ -109,25 +108,3 @@ def encoder_embedding_class(prompt_encoder: str):
     if prompt_encoder not in ENCODERS:
         raise ValueError('prompt_encoder must be one of %s, got %r' % (ENCODERS, prompt_encoder))
     return functools.partial(PromptEncoderEmbedding, prompt_encoder=prompt_encoder)
-
-
-class EncodedPromptClassifier(PromptClassifier):
-    """A P-tuning v1 classifier that trains its prompt through an encoder.
-
-    `prompt_rows()` returns the *computed* rows, which is what `save_prompt` writes;
-    `load_prompt` puts them into a plain classifier, so inference needs no encoder.
-    """
-
-    def prompt_rows(self) -> np.ndarray:
-        return self.embedding.encoded_rows().numpy()
-
-    def set_prompt_rows(self, rows: np.ndarray) -> None:
-        raise ValueError('an encoder computes the prompt rows, they cannot be set; load saved '
-                         "rows into a classifier built with prompt_encoder='none' (load_prompt does)")
-
-    def trainable_state(self):
-        return [w.numpy() for w in self.embedding.encoder_weights()]
-
-    def set_trainable_state(self, state) -> None:
-        for weight, value in zip(self.embedding.encoder_weights(), state):
-            weight.assign(value)
