@@ -46,9 +46,14 @@ def atomic_dir_write(final_dir: str, write_into) -> None:
     try:
         write_into(tmp)
         if os.path.exists(final_dir):
+            # two renames (POSIX has no directory swap); if the second fails, put the old back
             old = final_dir.rstrip('/') + '.old-' + os.path.basename(tmp)
             os.rename(final_dir, old)
-            os.rename(tmp, final_dir)
+            try:
+                os.rename(tmp, final_dir)
+            except BaseException:
+                os.rename(old, final_dir)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, final_dir)
@@ -224,6 +229,15 @@ def embedding_fingerprint(checkpoint_path: str) -> str:
 FINGERPRINT_SAMPLE = 4096  # values per variable that enter the digest
 
 
+def read_tensor(reader, checkpoint_path: str, name: str) -> np.ndarray:
+    """One variable; a cut-short or damaged .data file is a CheckpointError that says so."""
+    try:
+        return reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError) as e:
+        raise CheckpointError('checkpoint %s is damaged or incomplete (reading %s: %s); copy it '
+                              'again' % (checkpoint_path, name, str(e).splitlines()[0])) from None
+
+
 def model_fingerprint(checkpoint_path: str) -> str:
     """A short hash of a whole checkpoint: every variable's name and shape, and its values.
 
@@ -239,7 +253,7 @@ def model_fingerprint(checkpoint_path: str) -> str:
                               % (checkpoint_path, str(e).splitlines()[0])) from e
     digest = hashlib.sha1()
     for name, shape in sorted(reader.get_variable_to_shape_map().items()):
-        value = np.asarray(reader.get_tensor(name))
+        value = np.asarray(read_tensor(reader, checkpoint_path, name))
         digest.update(('%s %s\n' % (name, list(shape))).encode('utf-8'))
         if value.dtype.kind in 'fiu':
             flat = value.astype(np.float32).ravel()

@@ -22,7 +22,7 @@ from .methods import Method, PTuning, make_method, method_from_config
 from .models import BackboneSpec, split_head
 from .progress import progress_bar
 from .templates import DEFAULT_LABEL_WORDS, Template, pad
-from .training import Evaluator, PromptBatches, logger, set_seed
+from .training import Evaluator, PromptBatches, TrainingInterrupted, logger, set_seed
 
 
 @dataclass
@@ -158,15 +158,23 @@ class PromptClassifier:
         The evaluator runs first, so user callbacks (EarlyStopping, TensorBoard...) see
         `valid_acc`/`test_acc` in their logs. Returns the best epoch's record (epoch,
         valid_acc, test_acc) and the history. `learning_rate=None`: the method's default.
+        Ctrl-C raises `TrainingInterrupted` with the best-valid state restored.
         """
         set_seed(seed)
         self.compile(learning_rate)
         batches = self.batches(train, batch_size, True, seed, steps_per_epoch)
         evaluator = Evaluator(self, valid, test, patience, log) if valid else None
         t0 = time.time()
-        history = self.training_model.fit(batches, epochs=epochs,
-                                          callbacks=([evaluator] if evaluator else []) + list(callbacks),
-                                          verbose=verbose, shuffle=False)
+        try:
+            history = self.training_model.fit(
+                batches, epochs=epochs, callbacks=([evaluator] if evaluator else []) + list(callbacks),
+                verbose=verbose, shuffle=False)
+        except KeyboardInterrupt:
+            best = {}
+            if evaluator is not None and evaluator.best_state is not None:
+                evaluator.on_train_end()  # the best-valid state back in the model
+                best = dict(evaluator.best, seconds=time.time() - t0, history=evaluator.history)
+            raise TrainingInterrupted(best) from None
         result = dict(evaluator.best) if evaluator else {'epoch': epochs}
         result.update(seconds=time.time() - t0, history=evaluator.history if evaluator
                       else [{'epoch': i + 1, 'loss': l} for i, l in enumerate(history.history['loss'])])

@@ -167,9 +167,10 @@ DeepCausalBERT = deep_variant(CausalBERT)  # the GPT: prompts are a prefix, the 
 
 def build_deep_transformer(model_config: dict, checkpoint_path: Optional[str], kind, prompt_length: int,
                            reparameterize: bool = False, dropout: Optional[float] = None,
-                           family='bert'):
+                           family=None):
     """The backbone with deep prompts, every backbone layer frozen."""
-    base = get_family(family).model_class(causal=get_kind(kind).causal)
+    family = get_family(family or model_config.get('model') or 'bert')
+    base = family.model_class(causal=get_kind(kind).causal)
     transformer = build_transformer(
         model_config, checkpoint_path, kind, trainable_ids=None, dropout=dropout,
         model_class=deep_variant(base), family=family,

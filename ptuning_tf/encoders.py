@@ -26,6 +26,7 @@ from tf_keras.utils import register_keras_serializable
 from .layers import PtuningEmbedding, row_sparse_projection
 
 ENCODERS = ('mlp', 'lstm')
+READS_THE_SEQUENCE = ('lstm',)  # a BiLSTM over the prompt tokens before the MLP
 
 
 @register_keras_serializable(package='ptuning_tf')
@@ -60,13 +61,12 @@ class PromptEncoderEmbedding(PtuningEmbedding):
         self.encoder_inputs = self.add_weight(
             name='encoder_inputs', shape=(n, dim),
             initializer=keras.initializers.RandomNormal(stddev=1.0))
-        if self.prompt_encoder == 'lstm':
+        self.lstm, mlp_in = None, dim
+        if self.prompt_encoder in READS_THE_SEQUENCE:
             self.lstm = keras.layers.Bidirectional(
                 keras.layers.LSTM(max(1, hidden // 2), return_sequences=True), name='encoder_lstm')
             self.lstm.build((1, n, dim))
             mlp_in = 2 * max(1, hidden // 2)
-        else:
-            mlp_in = dim
         self.mlp_hidden = keras.layers.Dense(hidden, activation='relu', name='encoder_mlp_1')
         self.mlp_out = keras.layers.Dense(
             dim, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
@@ -77,7 +77,7 @@ class PromptEncoderEmbedding(PtuningEmbedding):
     def encoded_rows(self) -> tf.Tensor:
         """The prompt rows [n, D] the model uses: the encoder applied to its inputs."""
         x = self.encoder_inputs
-        if self.prompt_encoder == 'lstm':
+        if self.lstm is not None:
             x = self.lstm(x[None])[0]  # the sequence of prompt tokens, read both ways
         return self.mlp_out(self.mlp_hidden(x))
 

@@ -70,6 +70,7 @@ def _as_model_input(token_ids):
 class TemplateKind:
     """The masked-LM kind (BERT's template): `[CLS] ... [MASK] ... [SEP]`."""
     name = 'mlm'
+    title = 'masked LM'
     aliases: Tuple[str, ...] = ('bert',)
     causal = False
     default_pattern = BERT_PATTERN
@@ -134,6 +135,7 @@ class CausalKind(TemplateKind):
     at prediction time it is left off.
     """
     name = 'lm'
+    title = 'causal LM'
     aliases = ('gpt',)
     causal = True
     default_pattern = GPT_PATTERN

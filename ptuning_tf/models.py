@@ -99,17 +99,23 @@ def default_model_dir(kind='mlm') -> str:
 def build_transformer(config: dict, checkpoint_path: Optional[str], kind='mlm',
                       with_mlm='linear', trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
                       dropout: Optional[float] = None, model_class=None,
-                      embedding_class=PtuningEmbedding, family='bert', **model_kwargs):
+                      embedding_class=PtuningEmbedding, family=None, **model_kwargs):
     """A bert4keras Transformer (not yet frozen) with a `PtuningEmbedding` for tokens.
 
     `with_mlm='linear'` gives logits; the losses apply the softmax themselves.
-    `family` (a name or `families.Family`) picks the bert4keras class; a causal
+    `family` (a name or `families.Family`; default: the config's `"model"`, else
+    bert) picks the bert4keras class; a causal
     template kind (`'lm'`) gives its causal variant, without segment input.
     `model_class`/`embedding_class` (and `model_kwargs` for
     the model class) let the deep-prompt and prompt-encoder variants reuse this one
     checkpoint-loading path.
     """
     kind = get_kind(kind)
+    # the family a config names (our exports do) unless the caller says, and never both ways
+    named = config.get('model')
+    family = get_family(family or named or 'bert')
+    if named and get_family(named) is not family:
+        raise CheckpointError('config says model %r, but a %s was asked for' % (named, family.name))
     if checkpoint_path is not None:
         check_checkpoint(checkpoint_path, config)
     embedding = embedding_class(
@@ -124,7 +130,7 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind='mlm',
         kwargs['segment_vocab_size'] = 0  # NEZHA-GPT style: no segment input
     kwargs.update(model_kwargs)
     transformer = build_transformer_model(
-        None, None, model=model_class or get_family(family).model_class(causal=kind.causal),
+        None, None, model=model_class or family.model_class(causal=kind.causal),
         with_mlm=with_mlm, return_keras_model=False,
         layers={'Embedding-Token': embedding}, **kwargs)
     if checkpoint_path is not None:
@@ -174,14 +180,17 @@ def load_checkpoint_weights(transformer, checkpoint_path: str, kind='mlm') -> No
             if not kind.causal and name == SEGMENT_EMBEDDINGS:
                 hint = ('; it looks like a causal LM (no segment embeddings): '
                         "use --kind lm (kind='lm')")
-            raise CheckpointError('checkpoint %s has no variable %s, which a %s model needs%s'
-                                  % (checkpoint_path, name, kind.name.upper(), hint))
+            raise CheckpointError('checkpoint %s has no variable %s, which a %s needs%s'
+                                  % (checkpoint_path, name, kind.title, hint))
         if list(shapes[name]) != list(weight.shape):
             raise CheckpointError('checkpoint %s does not match its config: %s is %s, the model '
                                   'needs %s' % (checkpoint_path, name, list(shapes[name]),
                                                 list(weight.shape)))
     try:
         transformer.load_weights_from_checkpoint(checkpoint_path)
+    except IndexError as e:  # TensorFlow's answer to a .data file cut short
+        raise CheckpointError('checkpoint %s is damaged or incomplete (%s); copy it again'
+                              % (checkpoint_path, e)) from None
     except (tf.errors.OpError, ValueError) as e:  # anything the checks above did not foresee
         raise CheckpointError('cannot load checkpoint %s: %s'
                               % (checkpoint_path, str(e).splitlines()[0])) from e

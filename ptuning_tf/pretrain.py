@@ -1,8 +1,11 @@
-"""Pretraining small Chinese BERT (MLM) and GPT (causal LM) models on 2 CPU cores.
+"""Pretraining small Chinese masked LMs and causal LMs (any family, RoFormer by default) on CPU.
 
-The output is a bert4keras/Google-format directory (config.json, bert_model.ckpt,
-vocab.txt), so the shipped mini models load through the same builders as real ones.
-Runs are budgeted in steps or seconds, checkpoint periodically and resume.
+The output is a bert4keras/Google-format directory (config.json naming the family,
+bert_model.ckpt, vocab.txt, PRETRAIN.json and the whole log), so the shipped mini
+models load through the same builders as real ones and as plain bert4keras models.
+Runs are budgeted in steps or seconds, checkpoint periodically and resume: within a
+work directory exactly, and across sessions from an exported model (`resume_from`).
+The objective is the template kind's (kinds.py): the same masking as the classifier.
 """
 import io
 import json
@@ -21,10 +24,11 @@ from .checkpoint import atomic_write_bytes, atomic_write_text, check_vocab, save
 from .corpus import (SPECIAL_TOKENS, build_vocab, pack_corpus, pack_sequences,  # noqa: F401
                      packed_cache_path, prepare_corpus, write_vocab)
 from .data import DataError
-from .families import get_family
+from .families import get_family, sinusoid_positions  # noqa: F401  (public here too)
 from .kinds import get_kind
 from .models import build_transformer, is_gpt_checkpoint, load_gpt_into_bert, split_head
 from .progress import progress_bar
+from .schedule import WarmupLinearDecay  # noqa: F401  (public here too)
 
 @dataclass
 class PretrainConfig:
@@ -83,48 +87,6 @@ def shuffled_context(inputs: np.ndarray, chosen: np.ndarray, rng: np.random.Rand
         keep = np.nonzero(~chosen[r] & (np.arange(out.shape[1]) > 0))[0]
         out[r, keep] = out[r, rng.permutation(keep)]
     return out
-
-
-class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak`, then linear decay to 10% of it at `total` steps.
-
-    With `decay_steps`, the rate stays at `peak` until `total - decay_steps` and only
-    then decays. With `restart`, the steps after it warm up again over `rewarm` steps
-    (a run resumed from exported weights starts with a fresh optimizer).
-    """
-
-    def __init__(self, peak: float, warmup: int, total: int, decay_steps: Optional[int] = None,
-                 restart: int = 0, rewarm: int = 0):
-        self.peak, self.warmup, self.total = peak, warmup, total
-        self.decay_steps, self.restart, self.rewarm = decay_steps, restart, rewarm
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = step / max(1, self.warmup)
-        start = self.warmup if self.decay_steps is None else self.total - self.decay_steps
-        decay = tf.maximum(0.1, 1.0 - 0.9 * (step - start) / max(1, self.total - start))
-        factor = tf.minimum(1.0, tf.where(step < self.warmup, warm, decay))
-        if self.restart and self.rewarm:
-            factor *= tf.clip_by_value((step - self.restart + 1) / self.rewarm, 0.0, 1.0)
-        return self.peak * factor
-
-    def get_config(self):
-        return {'peak': self.peak, 'warmup': self.warmup, 'total': self.total,
-                'decay_steps': self.decay_steps, 'restart': self.restart, 'rewarm': self.rewarm}
-
-
-def sinusoid_positions(n: int, dim: int, std: float) -> np.ndarray:
-    """Transformer sinusoids rescaled to `std`: a start for learned position embeddings.
-
-    Measured here: a BERT whose position embeddings started random still predicted masked
-    characters from the bag of surrounding characters after 8M tokens, with the position
-    table barely moved. Sinusoids give word order from step 0 and stay trainable; the
-    checkpoint layout is unchanged.
-    """
-    angles = np.arange(n)[:, None] * np.exp(-np.log(1e4) * np.arange(0, dim, 2) / dim)[None]
-    table = np.zeros((n, dim), dtype='float32')
-    table[:, 0::2], table[:, 1::2] = np.sin(angles), np.cos(angles[:, :dim // 2])
-    return table * (std / table.std())
 
 
 class Pretrainer:

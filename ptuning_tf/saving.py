@@ -164,13 +164,18 @@ def read_saved(path: str) -> Tuple[dict, Dict[str, np.ndarray], Optional[str]]:
     return meta, arrays, None
 
 
-def _check_base(path: str, record: dict, classifier: PromptClassifier, described: str) -> None:
-    base, spec = record.get('base') or {}, classifier.spec
-    family = spec.family.name if spec else None
+def _check_base(path: str, record: dict, spec: BackboneSpec, described: str) -> None:
+    """Refuse a base model other than the one the saved state was trained on.
+
+    Checked before anything is built, so the answer is "another base model", not some
+    symptom of it (a missing variable, a shape).
+    """
+    base = record.get('base') or {}
+    family = spec.family.name
     if base.get('family') and family and base['family'] != family:
         raise PromptFileError('%s was trained on a %s model; %s is a %s model'
                               % (path, base['family'], described, family))
-    if spec is None or spec.checkpoint_path is None:
+    if spec.checkpoint_path is None:
         return
     if base.get('fingerprint'):
         expected, actual = base['fingerprint'], model_fingerprint(spec.checkpoint_path)
@@ -209,9 +214,9 @@ def load(path: str, model_dir: Optional[str] = None, strict: bool = True,
         if build_kwargs:
             raise TypeError('unexpected arguments: %s' % ', '.join(build_kwargs))
         spec = BackboneSpec.resolve(model_dir, kind=config.kind, **kwargs)
+        if strict:
+            _check_base(path, record, spec, model_dir or spec.checkpoint_path)
     classifier = PromptClassifier.from_config(config, spec)
-    if strict and own_model is None:
-        _check_base(path, record, classifier, model_dir or spec.checkpoint_path)
     try:
         classifier.set_state(arrays)
     except (ValueError, KeyError) as e:  # shapes of another model size, a missing array

@@ -17,7 +17,7 @@ from .data import normalize_text
 from .kinds import BERT_PATTERN, GPT_PATTERN, TemplateKind, get_kind, word_ids_of  # noqa: F401
 
 PIECE = re.compile(r'\{p\}|\{mask\}|\{text\}')
-RESERVED = re.compile(r'\[[^\]]+\]')  # [unused1] etc.: tokens that no text produces
+RESERVED = re.compile(r'\[unused\d+\]')  # tokens that no text produces: free to learn
 SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
 PET_PATTERN = '{mask}满意。{text}'
 DEFAULT_LABEL_WORDS = ('不', '很')  # label 0 = negative ("not"), 1 = positive ("very")
@@ -77,7 +77,7 @@ class Template:
             if not 0 < i < tokenizer._vocab_size:
                 raise TemplateError('prompt id %d is outside the vocabulary' % i)
             token = tokenizer.id_to_token(i)
-            if not RESERVED.fullmatch(token) or token in SPECIAL_TOKENS:
+            if not RESERVED.fullmatch(token):
                 # a real character would be both a prompt and text, and learning it would
                 # change every text that contains it
                 raise TemplateError('prompt id %d is %r in the vocabulary, not a reserved '
@@ -87,7 +87,7 @@ class Template:
         if len(set(self.label_ids)) != len(self.label_ids):
             raise TemplateError('label words must be distinct tokens: %s' % self.label_words)
         self._segments = self._compile()
-        self.fixed_length = 1 + sum(len(ids) for kind_, ids in self._segments if kind_ != 'text') \
+        self.fixed_length = 1 + sum(len(ids) for piece, ids in self._segments if piece != 'text') \
             + len(self.kind.end_ids(tokenizer))
         if self.fixed_length >= maxlen:
             raise TemplateError('template needs %d tokens, no room for text at maxlen %d'
@@ -100,8 +100,11 @@ class Template:
     def single_token_id(self, word: str, what: str = 'token') -> int:
         """The id of `word` if the vocabulary has it as exactly one token; never [UNK]."""
         tokens = self.tokenizer.tokenize(word)[1:-1]
-        if len(tokens) != 1 or tokens[0] == '[UNK]' or \
-                self.tokenizer.token_to_id(tokens[0]) == self.tokenizer._token_unk_id:
+        unknown = self.tokenizer._token_unk_id
+        if any(t == '[UNK]' or self.tokenizer.token_to_id(t) == unknown for t in tokens):
+            raise TemplateError('%s %r is not in the vocabulary (it would be [UNK]); choose a '
+                                'word the vocabulary has' % (what, word))
+        if len(tokens) != 1:
             raise TemplateError('%s %r is not exactly one token of the vocabulary (got %s)'
                                 % (what, word, tokens))
         return self.tokenizer.token_to_id(tokens[0])
@@ -161,16 +164,16 @@ class Template:
         text_ids = text_ids[:self.maxlen - self.fixed_length]
         ids = [self.tokenizer._token_start_id]
         slot, text_positions, prompt_positions = -1, [], []
-        for kind, seg in self._segments:
-            if kind == 'text':
+        for piece, seg in self._segments:
+            if piece == 'text':
                 text_positions = list(range(len(ids), len(ids) + len(text_ids)))
                 ids.extend(text_ids)
-            elif kind == 'mask':
+            elif piece == 'mask':
                 slot = len(ids)
                 ids.extend(self.kind.slot_ids(self.tokenizer, None if label is None
                                               else self.label_ids[label]))
             else:
-                if kind == 'prompt':
+                if piece == 'prompt':
                     prompt_positions.append(len(ids))
                 ids.extend(seg)
         ids.extend(self.kind.end_ids(self.tokenizer))

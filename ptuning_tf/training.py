@@ -87,6 +87,18 @@ class PromptBatches(keras.utils.Sequence):
         return self.classifier.head.batch(self.classifier, examples, rng)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`: the best-valid state so far is back in the model, `best` says which.
+
+    `best` is the best epoch's record ({} when no epoch was evaluated yet); a caller that
+    saves it can say so in `saved`.
+    """
+
+    def __init__(self, best: Dict):
+        super().__init__('training interrupted')
+        self.best, self.saved = best, None
+
+
 class Evaluator(keras.callbacks.Callback):
     """Valid/test accuracy after each epoch; keeps the best-valid weights, stops early."""
 
