@@ -12,24 +12,24 @@ import ptuning_tf  # noqa: F401  (legacy Keras before TensorFlow)
 import tf_keras as keras
 from ptuning_tf.data import few_shot, load_dataset
 from ptuning_tf.templates import PET_PATTERN
-from ptuning_tf.training import PromptClassifier, set_seed
+from ptuning_tf import PromptClassifier, set_seed
 
 # name -> (description, build options, training options); lr=None means the library default
 METHODS = {
-    'finetune': ('few-shot full fine-tune (MLM template)', dict(kind='bert', mode='finetune'), {}),
-    'pet_zero_shot': ('PET zero-shot (很满意。 template)', dict(kind='bert', pattern=PET_PATTERN), None),
+    'finetune': ('few-shot full fine-tune (MLM template)', dict(kind='mlm', method='finetune'), {}),
+    'pet_zero_shot': ('PET zero-shot (很满意。 template)', dict(kind='mlm', pattern=PET_PATTERN), None),
     'pet_few_shot': ('PET few-shot (same template, full fine-tune)',
-                     dict(kind='bert', mode='finetune', pattern=PET_PATTERN), {}),
-    'bert_ptuning': ('BERT + P-tuning (aux MLM loss)', dict(kind='bert'), {}),
-    'bert_ptuning_no_aux': ('BERT + P-tuning, label word only', dict(kind='bert', aux_loss=False), {}),
+                     dict(kind='mlm', method='finetune', pattern=PET_PATTERN), {}),
+    'bert_ptuning': ('BERT + P-tuning (aux MLM loss)', dict(kind='mlm'), {}),
+    'bert_ptuning_no_aux': ('BERT + P-tuning, label word only', dict(kind='mlm', aux_loss=False), {}),
     'bert_ptuning_wwm': ('BERT + P-tuning (aux loss, whole-word masking)',
-                         dict(kind='bert', whole_word_mask=True), {}),
-    'gpt_ptuning': ('GPT + P-tuning (full-sequence LM loss)', dict(kind='gpt'), {}),
-    'gpt_ptuning_no_lm': ('GPT + P-tuning, label word only', dict(kind='gpt', aux_loss=False), {}),
+                         dict(kind='mlm', whole_word_mask=True), {}),
+    'gpt_ptuning': ('GPT + P-tuning (full-sequence LM loss)', dict(kind='lm'), {}),
+    'gpt_ptuning_no_lm': ('GPT + P-tuning, label word only', dict(kind='lm', aux_loss=False), {}),
     # beyond the reference: the paper's prompt encoder (P-tuning v1), folded when saved
-    'bert_ptuning_mlp': ('BERT + P-tuning, MLP prompt encoder', dict(kind='bert', prompt_encoder='mlp'), {}),
+    'bert_ptuning_mlp': ('BERT + P-tuning, MLP prompt encoder', dict(kind='mlm', prompt_encoder='mlp'), {}),
     'bert_ptuning_lstm': ('BERT + P-tuning, BiLSTM+MLP prompt encoder (paper)',
-                          dict(kind='bert', prompt_encoder='lstm'), {}),
+                          dict(kind='mlm', prompt_encoder='lstm'), {}),
 }
 # P-tuning v2: m prompt vectors at every layer. maxlen = m + 120 gives the text the same
 # budget as the 8-token v1 template at maxlen 128 (clamped to the model's positions)
@@ -37,9 +37,9 @@ for _m in (8, 20, 64):
     for _head, _what in (('verbalizer', 'verbalizer 很/不'), ('linear', 'linear head on [CLS]')):
         METHODS['bert_ptuning_v2_%d%s' % (_m, '_linear' if _head == 'linear' else '')] = (
             'BERT + P-tuning v2, %d deep prompts, %s' % (_m, _what),
-            dict(kind='bert', method='ptuning_v2', prompt_length=_m, head=_head, maxlen=_m + 120), {})
+            dict(kind='mlm', method='ptuning_v2', prompt_length=_m, head=_head, maxlen=_m + 120), {})
 METHODS['gpt_ptuning_v2_20'] = ('GPT + P-tuning v2, 20 deep prompts, verbalizer (full-sequence LM loss)',
-                                dict(kind='gpt', method='ptuning_v2', prompt_length=20, maxlen=140), {})
+                                dict(kind='lm', method='ptuning_v2', prompt_length=20, maxlen=140), {})
 del _m, _head, _what
 
 
@@ -120,10 +120,11 @@ def fit_positions(build: dict, model_dirs: Dict[str, Optional[str]]) -> dict:
     """`build` with its maxlen cut to the model's max_position_embeddings (tiny test models)."""
     if 'maxlen' not in build:
         return build
-    from ptuning_tf.checkpoint import read_config
     from ptuning_tf.models import BackboneSpec
     spec = BackboneSpec.resolve(model_dirs.get(build['kind']), kind=build['kind'])
-    positions = read_config(spec.config_path).get('max_position_embeddings', 512)
+    if not spec.family.absolute_positions:  # rotary positions: any length
+        return build
+    positions = spec.config.get('max_position_embeddings', 512)
     return dict(build, maxlen=min(build['maxlen'], positions))
 
 

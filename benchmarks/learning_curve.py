@@ -26,7 +26,7 @@ import report  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--kind', choices=['bert', 'gpt'], default='bert')
+    p.add_argument('--kind', choices=['mlm', 'lm'], default='mlm')
     p.add_argument('--run-name', help='name of this pretraining run in the table and plot '
                                       '(default: the kind); points of other runs are kept')
     p.add_argument('--run-dir', required=True, help='pretraining work dir (holds log.jsonl)')
@@ -78,7 +78,7 @@ def plot_curve(records, path: str) -> str:
     for shade, run in zip(('0.15', '0.45', '0.7', '0.85'), sorted({report.run_of(r) for r in records})):
         rows = sorted({r['step']: r for r in records if report.run_of(r) == run}.values(),
                       key=lambda r: r['tokens_seen'])
-        mlm = rows[0]['kind'] == 'bert'
+        mlm = rows[0]['kind'] in ('mlm', 'bert')
         twin.plot([r['tokens_seen'] / 1e6 for r in rows],
                   [100 * r.get('heldout_mlm_acc' if mlm else 'heldout_lm_acc', 0) for r in rows],
                   ls='--', marker='.', color=shade, label='held-out %s acc (%s)' % ('MLM' if mlm else 'LM', run))
@@ -99,7 +99,7 @@ def main(argv=None):
     logged = heldout_metrics(args.run_dir)
     pool = Pool(1)
     methods = (args.methods.split(',') if args.methods else
-               ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'bert' else ['gpt_ptuning'])
+               ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'mlm' else ['gpt_ptuning'])
     previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
     run = args.run_name or args.kind
     records = [r for r in previous if not (report.run_of(r) == run and r['step'] in steps)]

@@ -42,8 +42,8 @@ def parse_args(argv=None):
                         'Off by default: 2 cut short fine-tune runs whose score dips before it rises')
     p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                    help='training runs in parallel, one thread each')
-    p.add_argument('--bert-dir', help='default: the shipped mini BERT')
-    p.add_argument('--gpt-dir', help='default: the shipped mini GPT')
+    p.add_argument('--bert-dir', help='masked LM for the MLM-template rows (default: the shipped one)')
+    p.add_argument('--gpt-dir', help='causal LM for the LM-template rows (default: the shipped one)')
     p.add_argument('--only', action='append', choices=SECTIONS, help='run only these sections')
     p.add_argument('--methods', help='comma-separated reference rows to run (default: the '
                                      'published table\'s; "extra": accuracy.EXTRA, P-tuning v2 and the prompt '
@@ -84,7 +84,7 @@ def main(argv=None):
         report.MARKDOWN = os.path.join(args.output_dir, 'BENCHMARKS.md')
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(',')]
     few_seeds = seeds[:args.secondary_seeds]
-    dirs = {'bert': args.bert_dir, 'gpt': args.gpt_dir}
+    dirs = {'mlm': args.bert_dir, 'lm': args.gpt_dir}
     name = 'mini' if not (args.bert_dir or args.gpt_dir) else 'custom'
     sections = args.only or SECTIONS
     methods = reference_methods(args)
@@ -130,7 +130,7 @@ def main(argv=None):
     if 'speed' in sections:
         from speed import speed_rows
         t0 = time.time()
-        report.update('speed', speed_rows(dirs['bert'], name, steps=3 if args.quick else 10,
+        report.update('speed', speed_rows(dirs['mlm'], name, steps=3 if args.quick else 10,
                                           parallel_delay=20 if args.quick else 40),
                       time.time() - t0)
         if not (args.only or args.methods or args.quick):
@@ -138,7 +138,7 @@ def main(argv=None):
 
 
 def is_finetune(method: str) -> bool:
-    return METHODS[method][1].get('mode') == 'finetune'
+    return METHODS[method][1].get('method') == 'finetune'
 
 
 def plan_and_submit(pool: Pool, args, sections, methods, seeds, few_seeds, options, finetune_lr,

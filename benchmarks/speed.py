@@ -9,8 +9,8 @@ import numpy as np
 import ptuning_tf  # noqa: F401
 import tf_keras as keras
 from ptuning_tf.data import load_dataset
-from ptuning_tf.prompts import save_prompt
-from ptuning_tf.training import PromptClassifier, set_seed
+from ptuning_tf.saving import STATE_FILE, save
+from ptuning_tf import PromptClassifier, set_seed
 from accuracy import METHODS, fit_positions, worker_processes  # noqa: E402
 
 STEPS_PER_ROUND = 2
@@ -62,7 +62,7 @@ def _interleaved_step_seconds(models: Dict[str, tuple], examples, steps: int) ->
 
 def _worker_step_seconds(model_dir: Optional[str], steps: int, start_at: float) -> float:
     set_seed(0)
-    clf = PromptClassifier.build(model_dir, kind='bert')
+    clf = PromptClassifier.build(model_dir, kind='mlm')
     return _step_seconds(clf, load_dataset('bojone')['train'][:32], steps, start_at)
 
 
@@ -105,9 +105,9 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
     keras.backend.clear_session()
     set_seed(0)
     v2 = {head: fit_positions(METHODS['bert_ptuning_v2_20' + ('_linear' if head == 'linear' else '')][1],
-                              {'bert': model_dir}) for head in ('verbalizer', 'linear')}  # the rows' settings
-    models = {'ptuning': PromptClassifier.build(model_dir, kind='bert', mode='ptuning'),
-              'finetune': PromptClassifier.build(model_dir, kind='bert', mode='finetune'),
+                              {'mlm': model_dir}) for head in ('verbalizer', 'linear')}  # the rows' settings
+    models = {'ptuning': PromptClassifier.build(model_dir, kind='mlm'),
+              'finetune': PromptClassifier.build(model_dir, kind='mlm', method='finetune'),
               'ptuning_v2_20_verbalizer': PromptClassifier.build(model_dir, **v2['verbalizer']),
               'ptuning_v2_20_linear': PromptClassifier.build(model_dir, **v2['linear'])}
     step = _interleaved_step_seconds({name: (clf, False) for name, clf in models.items()}, train, steps)
@@ -129,7 +129,7 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
         target='<= 0.75')
 
     keras.backend.clear_session()
-    clf = PromptClassifier.build(model_dir, kind='bert')
+    clf = PromptClassifier.build(model_dir, kind='mlm')
     for bs in (1, 64):
         for jit in (False, True):
             first, warm = _throughput(clf, texts[:128] if bs == 1 else texts, bs, jit)
@@ -148,7 +148,7 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
     add('optimizer_state_ptuning', state * 4 / 1e6, 'MB',
         note='Adam moments of the masked embedding variable')
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_prompt(clf, os.path.join(tmp, 'prompt.npz'))
+        path = os.path.join(save(clf, os.path.join(tmp, 'p')), STATE_FILE)
         add('prompt_artifact_size', os.path.getsize(path) / 1024, 'KB')
     for head in ('verbalizer', 'linear'):  # P-tuning v2 saves L x m x H floats (+ the head)
         name, deep = 'ptuning_v2_20_%s' % head, models['ptuning_v2_20_%s' % head]
@@ -157,7 +157,7 @@ def speed_rows(model_dir: Optional[str], model_name: str, steps: int = 10,
         add('train_step_ratio_%s_vs_finetune' % name, step[name] / step['finetune'], 'ratio',
             target='<= 1 (issue 5)')
         with tempfile.TemporaryDirectory() as tmp:
-            path = save_prompt(deep, os.path.join(tmp, 'prompt.npz'))
+            path = os.path.join(save(deep, os.path.join(tmp, 'p')), STATE_FILE)
             add('prompt_artifact_size_%s' % name, os.path.getsize(path) / 1024, 'KB')
         add('trainable_parameters_%s' % name,
             sum(int(np.prod(w.shape)) for w in deep.model.trainable_weights), 'parameters')

@@ -4,6 +4,8 @@ Importing this package selects the legacy Keras 2 (tf-keras) that bert4keras nee
 both switches must be set before TensorFlow is imported for the first time, so they
 are set here, at the very top, and a TensorFlow already running Keras 3 is refused.
 """
+import importlib
+import importlib.util
 import os
 import sys
 
@@ -45,31 +47,36 @@ def _check_bert4keras() -> None:
             'ptuning_tf needs bert4keras %s, found %s: %s'
             % (BERT4KERAS_VERSION, getattr(bert4keras, '__version__', '?'), INSTALL_HINT)
         )
-    try:
-        import tf_keras  # noqa: F401
-    except ImportError as e:
-        raise ImportError('ptuning_tf needs tf-keras 2.21: ' + INSTALL_HINT) from e
+    if importlib.util.find_spec('tf_keras') is None:  # found, not imported: that loads TensorFlow
+        raise ImportError('ptuning_tf needs tf-keras 2.21: ' + INSTALL_HINT)
 
 
 _select_legacy_keras()
 _check_bert4keras()
 
-from .checkpoint import CheckpointError  # noqa: E402
-from .data import DataError, few_shot, load_csv, load_dataset, load_split_files, load_tsv  # noqa: E402
-from .layers import PtuningEmbedding  # noqa: E402
-from .models import BackboneSpec, PtuningConfig, build_model, default_model_dir  # noqa: E402
-from .prompts import PromptFileError, load_prompt, save_prompt  # noqa: E402
-from .templates import Template, TemplateError, pattern  # noqa: E402
-from .training import PromptClassifier, set_seed  # noqa: E402
-from .deep import DeepPromptClassifier  # noqa: E402
-from .encoders import EncodedPromptClassifier  # noqa: E402
-from .finetuned import load_classifier, load_finetuned, save_finetuned  # noqa: E402
+# The public API, loaded on first use (PEP 562): `import ptuning_tf` alone does not load
+# TensorFlow, so the command line answers --help and argument errors at once.
+_API = {
+    'BackboneSpec': 'models', 'CheckpointError': 'checkpoint', 'ClassifierConfig': 'classifier',
+    'DataError': 'data', 'FAMILIES': 'families', 'Family': 'families', 'FineTune': 'methods',
+    'KINDS': 'kinds', 'LossOptions': 'kinds', 'METHODS': 'methods', 'Method': 'methods',
+    'PTuning': 'methods', 'PTuningV2': 'methods', 'PromptClassifier': 'classifier',
+    'PromptFileError': 'saving', 'PtuningEmbedding': 'layers', 'Template': 'templates',
+    'TemplateError': 'templates', 'TemplateKind': 'kinds', 'TrainingInterrupted': 'training',
+    'default_model_dir': 'models', 'few_shot': 'data', 'load': 'saving', 'load_csv': 'data',
+    'load_dataset': 'data', 'load_split_files': 'data', 'load_tsv': 'data',
+    'make_method': 'methods', 'pattern': 'templates', 'save': 'saving', 'set_seed': 'training',
+}
+__all__ = sorted(_API)
 
-__all__ = [
-    'BackboneSpec', 'CheckpointError', 'DataError', 'DeepPromptClassifier',
-    'EncodedPromptClassifier', 'PromptClassifier', 'PromptFileError',
-    'PtuningConfig', 'PtuningEmbedding', 'Template', 'TemplateError', 'build_model',
-    'default_model_dir', 'few_shot', 'load_classifier', 'load_csv', 'load_dataset',
-    'load_finetuned', 'load_prompt', 'load_split_files', 'load_tsv', 'pattern',
-    'save_finetuned', 'save_prompt', 'set_seed',
-]
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError('module %r has no attribute %r' % (__name__, name))
+    value = getattr(importlib.import_module('.' + _API[name], __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

@@ -34,7 +34,7 @@ def default_file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def _atomic_dir_write(final_dir: str, write_into) -> None:
+def atomic_dir_write(final_dir: str, write_into) -> None:
     """Write a directory next to its destination, then rename it into place."""
     parent = os.path.dirname(os.path.abspath(final_dir)) or '.'
     try:
@@ -46,9 +46,14 @@ def _atomic_dir_write(final_dir: str, write_into) -> None:
     try:
         write_into(tmp)
         if os.path.exists(final_dir):
+            # two renames (POSIX has no directory swap); if the second fails, put the old back
             old = final_dir.rstrip('/') + '.old-' + os.path.basename(tmp)
             os.rename(final_dir, old)
-            os.rename(tmp, final_dir)
+            try:
+                os.rename(tmp, final_dir)
+            except BaseException:
+                os.rename(old, final_dir)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, final_dir)
@@ -134,7 +139,7 @@ def save_model_dir(transformer, out_dir: str, config: dict, vocab_path: str,
             with open(os.path.join(tmp, name), 'w', encoding='utf-8') as f:
                 f.write(text)
 
-    _atomic_dir_write(out_dir, write)
+    atomic_dir_write(out_dir, write)
 
 
 def resolve_model_dir(model_dir: str):
@@ -215,7 +220,44 @@ def check_checkpoint(checkpoint_path: str, config: dict) -> None:
                               % (checkpoint_path, last, config['num_hidden_layers']))
 
 
-def fingerprint(checkpoint_path: str) -> str:
-    """A short hash of a checkpoint's token embeddings, to tie saved prompts to their base."""
+def embedding_fingerprint(checkpoint_path: str) -> str:
+    """0.1.0's fingerprint: a hash of the token embeddings only (old prompt files hold it)."""
     value = tf.train.load_variable(checkpoint_path, 'bert/embeddings/word_embeddings')
     return hashlib.sha1(np.ascontiguousarray(value, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+FINGERPRINT_SAMPLE = 4096  # values per variable that enter the digest
+
+
+def read_tensor(reader, checkpoint_path: str, name: str) -> np.ndarray:
+    """One variable; a cut-short or damaged .data file is a CheckpointError that says so."""
+    try:
+        return reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError) as e:
+        raise CheckpointError('checkpoint %s is damaged or incomplete (reading %s: %s); copy it '
+                              'again' % (checkpoint_path, name, str(e).splitlines()[0])) from None
+
+
+def model_fingerprint(checkpoint_path: str) -> str:
+    """A short hash of a whole checkpoint: every variable's name and shape, and its values.
+
+    The values enter as their float32 sum and an evenly strided sample of
+    `FINGERPRINT_SAMPLE` of them: cheap on a 400 MB BERT, yet any retrained or other
+    model differs. A float16 export and its float32 load give the same digest only if
+    the values are equal, which they are (the loader casts exactly).
+    """
+    try:
+        reader = tf.train.load_checkpoint(checkpoint_path)
+    except (tf.errors.OpError, ValueError) as e:
+        raise CheckpointError('cannot read checkpoint %s: %s'
+                              % (checkpoint_path, str(e).splitlines()[0])) from e
+    digest = hashlib.sha1()
+    for name, shape in sorted(reader.get_variable_to_shape_map().items()):
+        value = np.asarray(read_tensor(reader, checkpoint_path, name))
+        digest.update(('%s %s\n' % (name, list(shape))).encode('utf-8'))
+        if value.dtype.kind in 'fiu':
+            flat = value.astype(np.float32).ravel()
+            step = max(1, flat.size // FINGERPRINT_SAMPLE)
+            digest.update(np.float32(flat.sum(dtype=np.float64)).tobytes())
+            digest.update(np.ascontiguousarray(flat[::step]).tobytes())
+    return digest.hexdigest()[:16]

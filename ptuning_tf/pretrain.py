@@ -1,10 +1,12 @@
-"""Pretraining small Chinese BERT (MLM) and GPT (causal LM) models on 2 CPU cores.
+"""Pretraining small Chinese masked LMs and causal LMs (any family, RoFormer by default) on CPU.
 
-The output is a bert4keras/Google-format directory (config.json, bert_model.ckpt,
-vocab.txt), so the shipped mini models load through the same builders as real ones.
-Runs are budgeted in steps or seconds, checkpoint periodically and resume.
+The output is a bert4keras/Google-format directory (config.json naming the family,
+bert_model.ckpt, vocab.txt, PRETRAIN.json and the whole log), so the shipped mini
+models load through the same builders as real ones and as plain bert4keras models.
+Runs are budgeted in steps or seconds, checkpoint periodically and resume: within a
+work directory exactly, and across sessions from an exported model (`resume_from`).
+The objective is the template kind's (kinds.py): the same masking as the classifier.
 """
-import hashlib
 import io
 import json
 import os
@@ -19,16 +21,19 @@ import tf_keras as keras
 from bert4keras.tokenizers import Tokenizer
 
 from .checkpoint import atomic_write_bytes, atomic_write_text, check_vocab, save_model_dir
-from .corpus import SPECIAL_TOKENS, build_vocab, write_vocab  # noqa: F401  (public here too)
+from .corpus import (SPECIAL_TOKENS, build_vocab, pack_corpus, pack_sequences,  # noqa: F401
+                     packed_cache_path, prepare_corpus, write_vocab)
 from .data import DataError
-from .families import get_family
+from .families import get_family, sinusoid_positions  # noqa: F401  (public here too)
+from .kinds import get_kind
 from .models import build_transformer, is_gpt_checkpoint, load_gpt_into_bert, split_head
 from .progress import progress_bar
+from .schedule import WarmupLinearDecay  # noqa: F401  (public here too)
 
 @dataclass
 class PretrainConfig:
     """Size, schedule and budget of one pretraining run."""
-    kind: str = 'bert'  # the objective: 'bert' masked LM, 'gpt' causal LM
+    kind: str = 'mlm'  # the objective (template kind): 'mlm' masked LM, 'lm' causal LM
     model: str = 'bert'  # the backbone family (families.py): 'bert', 'roformer'
     hidden_size: int = 256
     num_hidden_layers: int = 4
@@ -51,6 +56,7 @@ class PretrainConfig:
     rewarm_steps: int = 200  # resuming from an exported model restarts Adam: warm up again
 
     def __post_init__(self):
+        self.kind = get_kind(self.kind).name  # 'bert'/'gpt' (older runs) name the same kinds
         if self.position_init not in ('random', 'sinusoid'):
             raise ValueError("position_init must be 'random' or 'sinusoid', got %r" % self.position_init)
         if not 0 < self.mask_rate < 1:
@@ -74,111 +80,13 @@ class PretrainConfig:
         }
 
 
-def pack_sequences(token_ids: List[List[int]], seq_len: int, cls_id: int, sep_id: int) -> np.ndarray:
-    """Concatenate texts (each ending in [SEP]) and cut into `[CLS] ...` rows of seq_len.
-
-    Rows are full, never padded: the last `< seq_len - 1` tokens of the stream are dropped.
-    """
-    stream = []
-    for ids in token_ids:
-        stream.extend(ids)
-        stream.append(sep_id)
-    width = seq_len - 1
-    rows = len(stream) // width
-    body = np.asarray(stream[:rows * width], dtype='int32').reshape(rows, width)
-    return np.concatenate([np.full((rows, 1), cls_id, dtype='int32'), body], axis=1)
-
-
-def mask_tokens(batch: np.ndarray, rng: np.random.RandomState, vocab_size: int,
-                mask_id: int, rate: float = 0.15, first_normal_id: int = 104):
-    """BERT masking: pick `rate` of the real tokens; 80% [MASK], 10% random, 10% kept.
-
-    Returns (inputs, positions [n, 2], targets [n]); [CLS]/[SEP]/[PAD] are never picked.
-    """
-    candidates = batch >= first_normal_id
-    chosen = candidates & (rng.rand(*batch.shape) < rate)
-    inputs = batch.copy()
-    roll = rng.rand(*batch.shape)
-    inputs[chosen & (roll < 0.8)] = mask_id
-    random_pos = chosen & (roll >= 0.8) & (roll < 0.9)
-    inputs[random_pos] = rng.randint(first_normal_id, vocab_size, size=int(random_pos.sum()))
-    positions = np.argwhere(chosen).astype('int32')
-    return inputs, positions, batch[chosen].astype('int32')
-
-
-def file_digest(path: str) -> str:
-    """SHA-1 of a file's bytes, read in chunks (a corpus can be hundreds of MB)."""
-    digest = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def packed_cache_path(work_dir: str, config: 'PretrainConfig', corpus_path: str, vocab_path: str) -> str:
-    """`WORK_DIR/packed_<seq_len>_<key>.npz`: the key hashes everything the rows depend on.
-
-    That is the corpus and vocab contents plus the seed and held-out fraction (which
-    texts are held out), so a changed corpus or vocab is never trained on stale rows.
-    """
-    parts = [file_digest(corpus_path), file_digest(vocab_path), str(config.seed),
-             repr(config.heldout_fraction)]
-    key = hashlib.sha1('\n'.join(parts).encode('utf-8')).hexdigest()[:12]
-    return os.path.join(work_dir, 'packed_%d_%s.npz' % (config.seq_len, key))
-
-
-def pack_corpus(corpus_path: str, tokenizer: Tokenizer, config: 'PretrainConfig'):
-    """(train_rows, heldout_rows): the corpus tokenised and packed; held-out texts by seed."""
-    with open(corpus_path, encoding='utf-8') as f:
-        texts = [line.strip() for line in f if line.strip()]
-    rng = np.random.RandomState(config.seed)
-    heldout = rng.rand(len(texts)) < config.heldout_fraction
-    ids = [tokenizer.encode(t)[0][1:-1] for t in progress_bar(texts, desc='tokenising corpus')]
-    seq, cls, sep = config.seq_len, tokenizer._token_start_id, tokenizer._token_end_id
-    return (pack_sequences([x for x, h in zip(ids, heldout) if not h], seq, cls, sep),
-            pack_sequences([x for x, h in zip(ids, heldout) if h], seq, cls, sep))
-
-
-class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to `peak`, then linear decay to 10% of it at `total` steps.
-
-    With `decay_steps`, the rate stays at `peak` until `total - decay_steps` and only
-    then decays. With `restart`, the steps after it warm up again over `rewarm` steps
-    (a run resumed from exported weights starts with a fresh optimizer).
-    """
-
-    def __init__(self, peak: float, warmup: int, total: int, decay_steps: Optional[int] = None,
-                 restart: int = 0, rewarm: int = 0):
-        self.peak, self.warmup, self.total = peak, warmup, total
-        self.decay_steps, self.restart, self.rewarm = decay_steps, restart, rewarm
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = step / max(1, self.warmup)
-        start = self.warmup if self.decay_steps is None else self.total - self.decay_steps
-        decay = tf.maximum(0.1, 1.0 - 0.9 * (step - start) / max(1, self.total - start))
-        factor = tf.minimum(1.0, tf.where(step < self.warmup, warm, decay))
-        if self.restart and self.rewarm:
-            factor *= tf.clip_by_value((step - self.restart + 1) / self.rewarm, 0.0, 1.0)
-        return self.peak * factor
-
-    def get_config(self):
-        return {'peak': self.peak, 'warmup': self.warmup, 'total': self.total,
-                'decay_steps': self.decay_steps, 'restart': self.restart, 'rewarm': self.rewarm}
-
-
-def sinusoid_positions(n: int, dim: int, std: float) -> np.ndarray:
-    """Transformer sinusoids rescaled to `std`: a start for learned position embeddings.
-
-    Measured here: a BERT whose position embeddings started random still predicted masked
-    characters from the bag of surrounding characters after 8M tokens, with the position
-    table barely moved. Sinusoids give word order from step 0 and stay trainable; the
-    checkpoint layout is unchanged.
-    """
-    angles = np.arange(n)[:, None] * np.exp(-np.log(1e4) * np.arange(0, dim, 2) / dim)[None]
-    table = np.zeros((n, dim), dtype='float32')
-    table[:, 0::2], table[:, 1::2] = np.sin(angles), np.cos(angles[:, :dim // 2])
-    return table * (std / table.std())
+def shuffled_context(inputs: np.ndarray, chosen: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """`inputs` with each row's unmasked tokens (all but [CLS] and the `chosen`) permuted."""
+    out = inputs.copy()
+    for r in range(len(out)):
+        keep = np.nonzero(~chosen[r] & (np.arange(out.shape[1]) > 0))[0]
+        out[r, keep] = out[r, rng.permutation(keep)]
+    return out
 
 
 class Pretrainer:
@@ -200,7 +108,8 @@ class Pretrainer:
         restart = self._resume_point(resume_from)
         if restart:
             init_from = os.path.join(resume_from, 'bert_model.ckpt')
-        from_gpt = bool(init_from) and config.kind == 'bert' and is_gpt_checkpoint(init_from)
+        self.kind = get_kind(config.kind)
+        from_gpt = bool(init_from) and not self.kind.causal and is_gpt_checkpoint(init_from)
         self.transformer = build_transformer(self.model_config, None if from_gpt else init_from,
                                              config.kind, trainable_ids=None, dropout=config.dropout,
                                              family=config.model)
@@ -240,6 +149,7 @@ class Pretrainer:
         except (OSError, ValueError) as e:
             raise DataError('cannot resume from %s: no readable PRETRAIN.json (%s)'
                             % (resume_from, e)) from e
+        exported['kind'] = get_kind(exported.get('kind', 'mlm')).name
         for key in ('kind', 'model', 'hidden_size', 'num_hidden_layers', 'seq_len', 'seed'):
             if exported.get(key, 'bert' if key == 'model' else None) != getattr(self.config, key):
                 raise DataError('cannot resume from %s: it was pretrained with %s=%r, this run has %r'
@@ -271,57 +181,55 @@ class Pretrainer:
     def _build_heads(self) -> None:
         self.encoder, self.project = split_head(self.transformer)
 
-    def _inputs(self, ids):
-        return [ids] if self.config.kind == 'gpt' else [ids, tf.zeros_like(ids)]
-
-    def _loss(self, ids, positions, targets, training):
-        if self.config.kind == 'bert':
-            hidden = self.encoder(self._inputs(ids), training=training)
-            logits = self.project(tf.gather_nd(hidden, positions))
-            labels, weights = targets, tf.ones_like(targets, tf.float32)
-        else:  # causal LM: predict token t+1 from position t, padding excluded
-            hidden = self.encoder(self._inputs(ids), training=training)[:, :-1]
-            logits = self.project(hidden)
-            labels = ids[:, 1:]
-            weights = tf.cast(labels > 0, tf.float32)
+    def _loss(self, ids, targets, training):
+        """Mean cross-entropy and accuracy over the targeted positions (kinds.py's targets)."""
+        hidden = self.encoder(self.kind.inputs(ids), training=training)
+        where = tf.not_equal(targets, 0)
+        logits = self.project(tf.boolean_mask(hidden, where))
+        labels = tf.boolean_mask(targets, where)
         losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-        total = tf.maximum(tf.reduce_sum(weights), 1.0)  # no masked position: 0, not NaN
-        return (tf.reduce_sum(losses * weights) / total, tf.reduce_sum(correct * weights) / total)
+        total = tf.maximum(tf.cast(tf.size(labels), tf.float32), 1.0)  # nothing targeted: 0, not NaN
+        return tf.reduce_sum(losses) / total, tf.reduce_sum(correct) / total
 
-    # a fixed signature: the number of masked positions changes every step (no retracing)
+    # a fixed signature: the number of targets changes every step (no retracing)
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32),
-                                  tf.TensorSpec([None, 2], tf.int32),
-                                  tf.TensorSpec([None], tf.int32)])
-    def _train_step(self, ids, positions, targets):
+                                  tf.TensorSpec([None, None], tf.int32)])
+    def _train_step(self, ids, targets):
         variables = self.transformer.model.trainable_variables
         with tf.GradientTape() as tape:
-            loss, acc = self._loss(ids, positions, targets, True)
+            loss, acc = self._loss(ids, targets, True)
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         self.step.assign_add(1)
         return loss, acc
 
     def _batch(self, rows, rng):
-        if self.config.kind == 'bert':
-            inputs, positions, targets = mask_tokens(
-                rows, rng, self.vocab_size, self.tokenizer._token_mask_id, self.config.mask_rate)
-            return tf.constant(inputs), tf.constant(positions), tf.constant(targets)
-        return tf.constant(rows), tf.zeros((0, 2), tf.int32), tf.zeros((0,), tf.int32)
+        inputs, targets = self.kind.pretraining_example(rows, rng, self.tokenizer, self.config.mask_rate)
+        return tf.constant(inputs, tf.int32), tf.constant(targets, tf.int32)
 
-    def evaluate(self, max_rows: int = 2048) -> Dict[str, float]:
-        """Held-out MLM accuracy (BERT) or perplexity (GPT), with a fixed masking seed."""
+    def evaluate(self, max_rows: int = 2048, shuffle_context: bool = False) -> Dict[str, float]:
+        """Held-out MLM accuracy or LM perplexity, with a fixed masking seed.
+
+        `shuffle_context` (masked LM only) permutes the unmasked tokens of each row first:
+        a model that uses word order loses accuracy, a bag-of-words model does not.
+        """
+        if shuffle_context and self.kind.causal:
+            raise ValueError('shuffle_context is a masked-LM probe')
         rng = np.random.RandomState(12345)
         rows = self.heldout_rows[:max_rows]
         if not len(rows):  # a corpus too small to hold anything out
             return {}
         losses, accs = [], []
         for i in range(0, len(rows), self.config.batch_size):
-            loss, acc = self._loss(*self._batch(rows[i:i + self.config.batch_size], rng), False)
+            ids, targets = self._batch(rows[i:i + self.config.batch_size], rng)
+            if shuffle_context:
+                ids = tf.constant(shuffled_context(ids.numpy(), targets.numpy() != 0, rng))
+            loss, acc = self._loss(ids, targets, False)
             losses.append(float(loss))
             accs.append(float(acc))
         loss, acc = float(np.mean(losses)), float(np.mean(accs))
-        if self.config.kind == 'bert':
+        if not self.kind.causal:
             return {'heldout_loss': loss, 'heldout_mlm_acc': acc}
         return {'heldout_loss': loss, 'heldout_ppl': float(np.exp(loss)), 'heldout_lm_acc': acc}
 
@@ -395,33 +303,6 @@ class Pretrainer:
             with open(log_path) as f:
                 extra['log.jsonl'] = f.read()
         save_model_dir(self.transformer, out_dir, self.model_config, self.vocab_path, dtype, extra)
-
-
-def prepare_corpus(work_dir: str, min_count: int = 5, vocab_size: int = 8000, log=print,
-                   corpus_path: Optional[str] = None, vocab_path: Optional[str] = None):
-    """(corpus, vocab) paths, building under `work_dir` only what was not given.
-
-    Without `corpus_path` the project corpus is built (it needs ../shared); without
-    `vocab_path` the vocab is built from the corpus actually used, so a user's own
-    corpus never pulls in the project one. Both are built once and then reused.
-    """
-    os.makedirs(work_dir, exist_ok=True)
-    if corpus_path is None:
-        from .corpus import build_corpus, evaluation_texts
-        corpus_path = os.path.join(work_dir, 'corpus.txt')
-        if not os.path.exists(corpus_path):
-            stats = build_corpus(corpus_path, evaluation_texts())
-            atomic_write_text(os.path.join(work_dir, 'corpus_stats.json'), json.dumps(stats, indent=2))
-            log('corpus (kept, dropped as evaluation text): %s' % json.dumps(stats))
-    elif not os.path.isfile(corpus_path):
-        raise DataError('corpus file not found: %s' % corpus_path)
-    if vocab_path is None:
-        vocab_path = os.path.join(work_dir, 'vocab.txt')
-        if not os.path.exists(vocab_path):
-            with open(corpus_path, encoding='utf-8') as f:
-                write_vocab(build_vocab(f, min_count=min_count, max_size=vocab_size), vocab_path)
-            log('vocab built from %s: %s' % (corpus_path, vocab_path))
-    return corpus_path, vocab_path
 
 
 def run_pretraining(config: PretrainConfig, work_dir: str, out_dir: str,

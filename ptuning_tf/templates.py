@@ -1,10 +1,11 @@
-"""Prompt templates and label words (verbalizers) for MLM (BERT) and LM (GPT) models.
+"""Prompt templates and label words (verbalizers) for masked-LM and causal-LM models.
 
 A template is a pattern string with three placeholders: `{p}` a learnable prompt
 token (`[unused1]`, `[unused2]`, ... in order), `{mask}` the slot where the label word
 is predicted, `{text}` the input. Anything else is literal text, which is how PET's
-manual template `{mask}满意。{text}` is written. For a GPT the `{mask}` slot holds the
-label word itself and is predicted from the position before it.
+manual template `{mask}满意。{text}` is written. What the slot holds and how the
+sequence ends is the template kind's business (kinds.py): `[MASK]` and `[SEP]` for a
+masked LM; for a causal LM the label word itself, predicted from the position before.
 """
 import re
 from dataclasses import dataclass, field
@@ -13,12 +14,11 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .data import normalize_text
+from .kinds import BERT_PATTERN, GPT_PATTERN, TemplateKind, get_kind, word_ids_of  # noqa: F401
 
 PIECE = re.compile(r'\{p\}|\{mask\}|\{text\}')
-RESERVED = re.compile(r'\[[^\]]+\]')  # [unused1] etc.: tokens that no text produces
+RESERVED = re.compile(r'\[unused\d+\]')  # tokens that no text produces: free to learn
 SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
-BERT_PATTERN = '{p}{p}{p}{p}{mask}{p}{p}{p}{p}{text}'
-GPT_PATTERN = '{p}{p}{p}{p}{text}{p}{p}{p}{p}{mask}'
 PET_PATTERN = '{mask}满意。{text}'
 DEFAULT_LABEL_WORDS = ('不', '很')  # label 0 = negative ("not"), 1 = positive ("very")
 
@@ -27,11 +27,14 @@ class TemplateError(ValueError):
     """A template or label word that the vocabulary cannot express exactly."""
 
 
-def pattern(prefix: int = 4, infix: int = 4, kind: str = 'bert') -> str:
-    """The reference layout with `prefix` prompt tokens before and `infix` after the slot/text."""
-    if kind == 'bert':
-        return '{p}' * prefix + '{mask}' + '{p}' * infix + '{text}'
-    return '{p}' * prefix + '{text}' + '{p}' * infix + '{mask}'
+def pattern(prefix: int = 4, infix: int = 4, kind='mlm') -> str:
+    """The reference layout with `prefix` prompt tokens before and `infix` after the slot/text.
+
+    Masked LM: prompts, [MASK], prompts, text; causal LM: prompts, text, prompts, label.
+    """
+    if get_kind(kind).causal:
+        return '{p}' * prefix + '{text}' + '{p}' * infix + '{mask}'
+    return '{p}' * prefix + '{mask}' + '{p}' * infix + '{text}'
 
 
 @dataclass
@@ -46,23 +49,25 @@ class Encoded:
 class Template:
     """Turns texts into token ids with prompt tokens and a label slot.
 
-    `kind='bert'` wraps the sequence in `[CLS] ... [SEP]` and puts `[MASK]` in the slot;
-    `kind='gpt'` starts with `[CLS]` and puts the label word in the slot (or nothing at
-    prediction time, since the slot is predicted from the token before it).
+    Every sequence starts with `[CLS]`; the kind (`'mlm'` or `'lm'`, or the older
+    names `'bert'`/`'gpt'`) fills the slot and closes the sequence.
     """
 
-    def __init__(self, tokenizer, kind: str = 'bert', pattern_text: Optional[str] = None,
+    def __init__(self, tokenizer, kind='mlm', pattern_text: Optional[str] = None,
                  label_words: Sequence[str] = DEFAULT_LABEL_WORDS,
                  prompt_ids: Optional[Sequence[int]] = None, maxlen: int = 128):
-        if kind not in ('bert', 'gpt'):
-            raise TemplateError('kind must be "bert" or "gpt", got %r' % kind)
-        self.tokenizer, self.kind, self.maxlen = tokenizer, kind, maxlen
-        self.pattern = pattern_text or (BERT_PATTERN if kind == 'bert' else GPT_PATTERN)
+        try:
+            self.kind: TemplateKind = get_kind(kind)
+        except ValueError as e:
+            raise TemplateError(str(e)) from None
+        self.tokenizer, self.maxlen = tokenizer, maxlen
+        self.pattern = pattern_text or self.kind.default_pattern
         pieces = PIECE.findall(self.pattern)
         if pieces.count('{mask}') != 1 or pieces.count('{text}') != 1:
             raise TemplateError('template %r needs exactly one {mask} and one {text}' % self.pattern)
-        if kind == 'gpt' and not self.pattern.endswith('{mask}'):
-            raise TemplateError('a GPT template must end with {mask}: the label word is last')
+        problem = self.kind.check_pattern(self.pattern)
+        if problem:
+            raise TemplateError('%s: %r' % (problem, self.pattern))
         n_prompts = pieces.count('{p}')
         self.prompt_ids = list(prompt_ids) if prompt_ids is not None else list(range(1, n_prompts + 1))
         if len(self.prompt_ids) != n_prompts:
@@ -72,7 +77,7 @@ class Template:
             if not 0 < i < tokenizer._vocab_size:
                 raise TemplateError('prompt id %d is outside the vocabulary' % i)
             token = tokenizer.id_to_token(i)
-            if not RESERVED.fullmatch(token) or token in SPECIAL_TOKENS:
+            if not RESERVED.fullmatch(token):
                 # a real character would be both a prompt and text, and learning it would
                 # change every text that contains it
                 raise TemplateError('prompt id %d is %r in the vocabulary, not a reserved '
@@ -82,8 +87,8 @@ class Template:
         if len(set(self.label_ids)) != len(self.label_ids):
             raise TemplateError('label words must be distinct tokens: %s' % self.label_words)
         self._segments = self._compile()
-        self.fixed_length = 1 + sum(len(ids) for kind_, ids in self._segments if kind_ != 'text') \
-            + (1 if kind == 'bert' else 0)
+        self.fixed_length = 1 + sum(len(ids) for piece, ids in self._segments if piece != 'text') \
+            + len(self.kind.end_ids(tokenizer))
         if self.fixed_length >= maxlen:
             raise TemplateError('template needs %d tokens, no room for text at maxlen %d'
                                 % (self.fixed_length, maxlen))
@@ -95,8 +100,11 @@ class Template:
     def single_token_id(self, word: str, what: str = 'token') -> int:
         """The id of `word` if the vocabulary has it as exactly one token; never [UNK]."""
         tokens = self.tokenizer.tokenize(word)[1:-1]
-        if len(tokens) != 1 or tokens[0] == '[UNK]' or \
-                self.tokenizer.token_to_id(tokens[0]) == self.tokenizer._token_unk_id:
+        unknown = self.tokenizer._token_unk_id
+        if any(t == '[UNK]' or self.tokenizer.token_to_id(t) == unknown for t in tokens):
+            raise TemplateError('%s %r is not in the vocabulary (it would be [UNK]); choose a '
+                                'word the vocabulary has' % (what, word))
+        if len(tokens) != 1:
             raise TemplateError('%s %r is not exactly one token of the vocabulary (got %s)'
                                 % (what, word, tokens))
         return self.tokenizer.token_to_id(tokens[0])
@@ -136,40 +144,47 @@ class Template:
         """
         return self.tokenizer.encode(normalize_text(text))[0][1:-1]
 
+    def word_pieces(self, text: str) -> Tuple[List[int], np.ndarray]:
+        """Token ids of `text` and the index of the jieba word of each (whole-word masking).
+
+        jieba cuts the text the model sees, the normalized one, as `encode` does.
+        """
+        import jieba
+        words = jieba.lcut(normalize_text(text))
+        return word_ids_of([self.text_token_ids(w) for w in words])
+
     def encode(self, text, label: Optional[int] = None) -> Encoded:
         """Token ids of `text` (a string or its token ids) in the template.
 
         The text is cut from the right so that the template always survives whole.
-        For a GPT with `label=None` the slot is left off (prediction reads the token before).
+        A causal-LM template with `label=None` leaves the slot off (prediction reads
+        the token before it).
         """
         text_ids = self.text_token_ids(text) if isinstance(text, str) else list(text)
         text_ids = text_ids[:self.maxlen - self.fixed_length]
         ids = [self.tokenizer._token_start_id]
         slot, text_positions, prompt_positions = -1, [], []
-        for kind, seg in self._segments:
-            if kind == 'text':
+        for piece, seg in self._segments:
+            if piece == 'text':
                 text_positions = list(range(len(ids), len(ids) + len(text_ids)))
                 ids.extend(text_ids)
-            elif kind == 'mask':
+            elif piece == 'mask':
                 slot = len(ids)
-                if self.kind == 'bert':
-                    ids.append(self.tokenizer._token_mask_id)
-                elif label is not None:
-                    ids.append(self.label_ids[label])
+                ids.extend(self.kind.slot_ids(self.tokenizer, None if label is None
+                                              else self.label_ids[label]))
             else:
-                if kind == 'prompt':
+                if piece == 'prompt':
                     prompt_positions.append(len(ids))
                 ids.extend(seg)
-        if self.kind == 'bert':
-            ids.append(self.tokenizer._token_end_id)
+        ids.extend(self.kind.end_ids(self.tokenizer))
         return Encoded(ids, slot, text_positions, prompt_positions)
 
     def prediction_position(self, encoded: Encoded) -> int:
         """Where the label word's distribution is read from the model output."""
-        return encoded.slot if self.kind == 'bert' else encoded.slot - 1
+        return self.kind.read_position(encoded)
 
     def config(self) -> dict:
-        return {'kind': self.kind, 'pattern': self.pattern, 'label_words': self.label_words,
+        return {'kind': self.kind.name, 'pattern': self.pattern, 'label_words': self.label_words,
                 'prompt_ids': self.prompt_ids, 'maxlen': self.maxlen}
 
 

@@ -77,7 +77,7 @@ def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, report, tmp_pa
     sys.path.insert(0, BENCHMARKS)
     try:
         import learning_curve
-        common = ['--kind', 'bert', '--run-dir', str(run_dir), '--snapshots', str(snapshots),
+        common = ['--kind', 'mlm', '--run-dir', str(run_dir), '--snapshots', str(snapshots),
                   '--seeds', '0', '--epochs', '1', '--steps-per-epoch', '1',
                   '--methods', 'pet_zero_shot', '--eval-limit', '16']
         learning_curve.main(common + ['--run-name', 'a'])

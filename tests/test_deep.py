@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from ptuning_tf import DeepPromptClassifier, PromptClassifier, PromptFileError, load_prompt, save_prompt
+from ptuning_tf import PromptClassifier, PromptFileError, load, save
 from ptuning_tf.cli import main
 from ptuning_tf.deep import DeepPrompt, DeepPromptEncoder
-from ptuning_tf.prompts import read_prompt_arrays
+from ptuning_tf.saving import read_saved
 from ptuning_tf.templates import TemplateError
 
 TEXTS = ['质量很好', '太差了，不会再买', '送货快，价格便宜', '一般']
@@ -37,7 +37,7 @@ def trained(request, tiny_bert_dir, tiny_gpt_dir):
 
 def test_only_prompt_parameters_train(trained):
     clf, _, before = trained
-    assert isinstance(clf, DeepPromptClassifier)
+    assert clf.method.name == 'ptuning_v2'
     changed = set()
     for layer in clf.model.layers:
         trainable = {id(w) for w in layer.trainable_weights}
@@ -46,31 +46,34 @@ def test_only_prompt_parameters_train(trained):
                 changed.add(layer.name)
                 # every backbone weight (and the frozen `base` of the encoder) bit-for-bit unchanged
                 assert id(weight) in trainable and isinstance(
-                    layer, (DeepPrompt, DeepPromptEncoder)) or layer.name == 'Deep-Head', weight.name
-    prompt_layers = {'Deep-Prompt-Encoder'} if clf.config.reparameterize else \
+                    layer, (DeepPrompt, DeepPromptEncoder)) or layer.name == 'Classifier-Head', weight.name
+    prompt_layers = {'Deep-Prompt-Encoder'} if clf.method.reparameterize else \
         {'Deep-Prompt-%d' % i for i in range(2)}
     assert prompt_layers <= changed
-    assert ('Deep-Head' in changed) == (clf.config.head == 'linear')
+    assert ('Classifier-Head' in changed) == (clf.method.head == 'linear')
     assert clf.model.trainable_weights and all(
-        w.name.startswith('Deep-') for w in clf.model.trainable_weights)
+        w.name.startswith(('Deep-', 'Classifier-Head')) for w in clf.model.trainable_weights)
 
 
 def test_saved_deep_prompts_reload_to_identical_predictions(trained, tmp_path):
     clf, model_dir, _ = trained
-    path = save_prompt(clf, str(tmp_path / 'deep.npz'))
-    arrays, meta = read_prompt_arrays(path)
-    assert meta['format'] == 'ptuning_tf.prompt/2' and meta['prompt_length'] == M
+    out = save(clf, str(tmp_path / 'deep'))
+    path = str(tmp_path / 'deep' / 'prompt.npz')
+    meta, arrays, _ = read_saved(out)
+    assert meta['config']['method'] == dict(name='ptuning_v2', prompt_length=M, head=clf.method.head,
+                                            reparameterize=clf.method.reparameterize)
     assert arrays['prompts'].shape == (2, M, 32)
-    assert ('head_kernel' in arrays) == (clf.config.head == 'linear')
+    assert ('head_kernel' in arrays) == (clf.method.head == 'linear')
     assert os.path.getsize(path) < 8 * 1024  # 2 layers x 4 x 32 floats, head, metadata
-    fresh = load_prompt(path, model_dir)
-    assert fresh.prompt_encoder is None  # reparameterisation folded away
+    fresh = load(out, model_dir)
+    assert fresh.method.reparameterize is False  # reparameterisation folded away
+    assert 'Deep-Prompt-Encoder' not in fresh.transformer.layers
     live = clf.predict_proba(TEXTS)
-    if clf.config.reparameterize:  # the MLP computed in a graph vs once, folded
+    if clf.method.reparameterize:  # the MLP computed in a graph vs once, folded
         np.testing.assert_allclose(fresh.predict_proba(TEXTS), live, atol=1e-6)
     else:
         np.testing.assert_array_equal(fresh.predict_proba(TEXTS), live)
-    np.testing.assert_array_equal(fresh.layer_prompts(), clf.layer_prompts())
+    np.testing.assert_array_equal(fresh.state()['prompts'], clf.state()['prompts'])
     assert fresh.evaluate([(t, 1) for t in TEXTS]) == clf.evaluate([(t, 1) for t in TEXTS])
 
 
@@ -82,7 +85,7 @@ def _lm_outputs(clf, ids):
 def test_gpt_with_deep_prompts_cannot_see_future_tokens(tiny_gpt_dir, reparameterize):
     clf = PromptClassifier.build(tiny_gpt_dir, kind='gpt', method='ptuning_v2', prompt_length=M,
                                  reparameterize=reparameterize, maxlen=32)
-    clf.set_layer_prompts(np.random.RandomState(0).randn(2, M, 32).astype('float32'))
+    clf.set_state({'prompts': np.random.RandomState(0).randn(2, M, 32).astype('float32')})
     ids = clf.template.encode('质量很好价格便宜', label=1).token_ids
     t = len(ids) - 3
     other = list(ids)
@@ -91,7 +94,7 @@ def test_gpt_with_deep_prompts_cannot_see_future_tokens(tiny_gpt_dir, reparamete
     np.testing.assert_allclose(a[0, :t], b[0, :t], atol=1e-6, rtol=0)
     assert not np.allclose(a[0, t:], b[0, t:])
     # and the prompts themselves are read: other prompts change every later output
-    clf.set_layer_prompts(np.random.RandomState(1).randn(2, M, 32).astype('float32'))
+    clf.set_state({'prompts': np.random.RandomState(1).randn(2, M, 32).astype('float32')})
     c = _lm_outputs(clf, [ids])
     np.testing.assert_allclose(a[0, 0], c[0, 0], atol=1e-6, rtol=0)  # [CLS] comes before them
     assert not np.allclose(a[0, M + 1:], c[0, M + 1:])
@@ -113,21 +116,21 @@ def test_bad_deep_configurations(tiny_bert_dir):
                                prompt_length=3)
     for kwargs in (dict(head='linear'), dict(reparameterize=True), dict(prompt_length=5),
                    dict(method='ptuning_v2', prompt_encoder='lstm'),
-                   dict(method='ptuning_v2', mode='finetune'), dict(method='prompt')):
+                   dict(method='finetune', head='linear'), dict(method='prompt')):
         with pytest.raises(ValueError):
             PromptClassifier.build(tiny_bert_dir, maxlen=32, **kwargs)
 
 
 def test_prompts_of_another_model_size_are_refused(trained, tiny_bert_dir, tmp_path):
     clf, model_dir, _ = trained
-    if clf.config.kind != 'bert' or clf.config.head != 'verbalizer':
+    if clf.kind.name != 'mlm' or clf.method.head != 'verbalizer':
         pytest.skip('one case is enough')
-    path = save_prompt(clf, str(tmp_path / 'deep.npz'))
-    data = dict(np.load(path))
+    save(clf, str(tmp_path / 'deep'))
+    data = dict(np.load(str(tmp_path / 'deep' / 'prompt.npz')))
     data['prompts'] = data['prompts'][:, :, :16]
     np.savez(str(tmp_path / 'bad.npz'), **data)
     with pytest.raises(PromptFileError, match='does not fit'):
-        load_prompt(str(tmp_path / 'bad.npz'), model_dir)
+        load(str(tmp_path / 'bad.npz'), model_dir)
 
 
 def test_cli_trains_predicts_and_evaluates_deep_prompts(tiny_gpt_dir, tmp_path, capsys):
@@ -140,8 +143,9 @@ def test_cli_trains_predicts_and_evaluates_deep_prompts(tiny_gpt_dir, tmp_path, 
                  '--reparameterize', '--epochs', '1', '--batch-size', '4', '--maxlen', '24',
                  '--out', str(out)]) == 0
     metrics = json.load(open(str(out / 'metrics.json')))
-    assert metrics['method'] == 'ptuning_v2' and metrics['prompt_length'] == 3
-    assert metrics['prompt_bytes'] == os.path.getsize(str(out / 'prompt.npz'))
+    assert metrics['method'] == dict(name='ptuning_v2', prompt_length=3, head='linear',
+                                     reparameterize=True)
+    assert os.path.getsize(str(out / 'prompt.npz')) < 8 * 1024
     capsys.readouterr()
     assert main(['predict', str(out / 'prompt.npz'), '--model-dir', tiny_gpt_dir, '--text', '很好']) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -149,4 +153,4 @@ def test_cli_trains_predicts_and_evaluates_deep_prompts(tiny_gpt_dir, tmp_path, 
     assert main(['eval', str(out / 'prompt.npz'), '--model-dir', tiny_gpt_dir,
                  '--test', str(data)]) == 0
     assert main(['train', '--model-dir', tiny_gpt_dir, '--head', 'linear', '--out', str(out)]) == 2
-    assert 'need --method ptuning_v2' in capsys.readouterr().err
+    assert '--method ptuning has no option --head (--head is for ptuning_v2)' in capsys.readouterr().err

@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_model_dir
-from ptuning_tf import (BackboneSpec, CheckpointError, PromptClassifier, PromptFileError, load_prompt,
-                        save_prompt)
+from ptuning_tf import BackboneSpec, CheckpointError, PromptClassifier, PromptFileError, load, save
 from ptuning_tf.families import POSITION_EMBEDDINGS, detect_family, get_family
 from ptuning_tf.pretrain import PretrainConfig, Pretrainer, build_vocab, write_vocab
 from test_checkpoint import google_names
@@ -120,12 +119,12 @@ def test_roformer_variants_train_only_their_prompt_parameters(options, tiny_rofo
 
 def test_roformer_prompt_round_trips_and_refuses_a_bert_base(tiny_roformer_dir, tiny_bert_dir, tmp_path):
     clf = PromptClassifier.build(tiny_roformer_dir, maxlen=32)
-    clf.set_prompt_rows(np.random.RandomState(5).randn(8, 32).astype('float32'))
-    path = save_prompt(clf, str(tmp_path / 'p.npz'))
-    fresh = load_prompt(path, tiny_roformer_dir)
+    clf.set_state({'rows': np.random.RandomState(5).randn(8, 32).astype('float32')})
+    path = save(clf, str(tmp_path / 'p'))
+    fresh = load(path, tiny_roformer_dir)
     np.testing.assert_array_equal(fresh.predict_proba(TEXTS), clf.predict_proba(TEXTS))
     with pytest.raises(PromptFileError, match='trained on a roformer model; .* is a bert model'):
-        load_prompt(path, tiny_bert_dir)
+        load(path, tiny_bert_dir)
 
 
 @pytest.mark.parametrize('kind', ['bert', 'gpt'])

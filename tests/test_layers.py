@@ -74,7 +74,7 @@ def test_manual_adam_step_with_configured_prompt_ids(kind, pattern_text, prompt_
 
 
 def test_finetune_mode_trains_the_whole_model(tiny_bert_dir, tiny_examples):
-    clf = PromptClassifier.build(tiny_bert_dir, mode='finetune', maxlen=32)
+    clf = PromptClassifier.build(tiny_bert_dir, method='finetune', maxlen=32)
     assert clf.embedding.trainable_ids is None
     before = _all_weights(clf.model)
     clf.fit(tiny_examples, epochs=1, batch_size=4, learning_rate=1e-2, verbose=0)
@@ -178,7 +178,7 @@ def test_get_config_round_trip(trainable_ids):
 def test_saved_keras_model_reloads_without_custom_objects(kind, tiny_bert_dir, tiny_gpt_dir, tmp_path):
     clf = PromptClassifier.build(_model_dir(kind, tiny_bert_dir, tiny_gpt_dir), kind=kind, maxlen=32)
     # a learned-looking prompt, so equal outputs are not equal by accident
-    clf.set_prompt_rows(np.random.RandomState(1).randn(8, 32).astype('float32'))
+    clf.set_state({'rows': np.random.RandomState(1).randn(8, 32).astype('float32')})
     inputs = IDS if kind == 'gpt' else [IDS, np.zeros_like(IDS)]
     expected = clf.model.predict(inputs, verbose=0)
     path = str(tmp_path / ('%s.keras' % kind))

@@ -9,11 +9,12 @@ import tensorflow as tf
 import tf_keras as keras
 from bert4keras.tokenizers import Tokenizer
 
-from ptuning_tf import BackboneSpec, DataError, PromptClassifier, PtuningConfig, build_model
+from ptuning_tf import BackboneSpec, DataError, PromptClassifier, make_method
+from ptuning_tf.kinds import get_kind
 from ptuning_tf.checkpoint import transformer_variables
 from ptuning_tf.data import shared_dir
 from ptuning_tf.pretrain import (SPECIAL_TOKENS, PretrainConfig, Pretrainer, WarmupLinearDecay,
-                                 build_vocab, mask_tokens, pack_sequences, write_vocab)
+                                 build_vocab, pack_sequences, write_vocab)
 
 CORPUS = ['今天天气很好，我们去公园散步。', '这家店的服务很好，价格也便宜。', '质量太差了，不会再买。',
           '人民日报发表社论，迎接新的一年。', '送货很快，包装完好，推荐购买。', 'iPhone 12 的电池不错。'] * 8
@@ -30,12 +31,12 @@ def tiny(kind='bert', **kw):
 
 
 def _record(trainer):
-    """Log (step, ids, positions, targets) of every training step the trainer takes."""
+    """Log (step, ids, targets) of every training step the trainer takes."""
     seen, step_fn = [], trainer._train_step
 
-    def recording(ids, positions, targets):
-        seen.append((int(trainer.step.numpy()), ids.numpy(), positions.numpy(), targets.numpy()))
-        return step_fn(ids, positions, targets)
+    def recording(ids, targets):
+        seen.append((int(trainer.step.numpy()), ids.numpy(), targets.numpy()))
+        return step_fn(ids, targets)
     trainer._train_step = recording
     return seen
 
@@ -141,39 +142,6 @@ def test_vocab_keeps_frequent_words_and_their_pieces(tmp_path):
 
 # --- masking and packing ------------------------------------------------------------------------
 
-def test_mask_tokens_statistics():
-    rng = np.random.RandomState(0)
-    vocab_size = 1000
-    batch = rng.randint(104, vocab_size, size=(400, 128)).astype('int32')
-    batch[:, 0], batch[:, 64], batch[:, -1] = 101, 102, 102
-    batch[:40, 90:] = 0  # padding
-    batch[:, 5] = rng.randint(1, 101, size=400)  # [unused*] and [UNK]: not normal tokens either
-    inputs, positions, targets = mask_tokens(batch, np.random.RandomState(1), vocab_size, 103)
-    chosen = np.zeros_like(batch, bool)
-    chosen[positions[:, 0], positions[:, 1]] = True
-    normal = batch >= 104
-    assert len(positions) == chosen.sum()  # no duplicates
-    assert not chosen[~normal].any()  # never [PAD]/[CLS]/[SEP] (nor other specials)
-    assert chosen.sum() / normal.sum() == pytest.approx(0.15, abs=0.005)
-    assert targets.tolist() == batch[positions[:, 0], positions[:, 1]].tolist()  # original ids
-    picked, original = inputs[chosen], batch[chosen]
-    as_mask = picked == 103
-    kept = picked == original
-    randomised = ~as_mask & ~kept
-    assert as_mask.mean() == pytest.approx(0.8, abs=0.015)
-    assert randomised.mean() == pytest.approx(0.1, abs=0.01)
-    assert kept.mean() == pytest.approx(0.1, abs=0.01)
-    assert (picked[randomised] >= 104).all() and (picked[randomised] < vocab_size).all()
-    np.testing.assert_array_equal(inputs[~chosen], batch[~chosen])  # the rest untouched
-    np.testing.assert_array_equal(batch[:, 0], 101)  # the input batch is not modified in place
-    # the rate is a parameter; the same seed gives the same masking
-    _, positions30, _ = mask_tokens(batch, np.random.RandomState(1), vocab_size, 103, rate=0.3)
-    assert len(positions30) / normal.sum() == pytest.approx(0.3, abs=0.01)
-    again = mask_tokens(batch, np.random.RandomState(1), vocab_size, 103)
-    for a, b in zip(again, (inputs, positions, targets)):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_pack_sequences_rows():
     rows = pack_sequences([[5, 6, 7], [8, 9], [10, 11, 12, 13]], 5, 101, 102)
     # the stream 5 6 7 [SEP] 8 9 [SEP] 10 11 12 13 [SEP] cut into rows of 4 after [CLS]
@@ -207,16 +175,14 @@ def _log_softmax(logits):
 def test_gathered_mlm_loss_equals_the_naive_loss(straight):
     """Head at the masked positions only == logits everywhere from the full model, then masked."""
     trainer, _ = straight
-    ids, positions, targets = trainer._batch(trainer._rows_for(7), np.random.RandomState(5))
-    assert 0 < len(positions) < ids.shape[0] * ids.shape[1] // 4
-    loss, acc = trainer._loss(ids, positions, targets, False)
+    ids, targets = trainer._batch(trainer._rows_for(7), np.random.RandomState(5))
+    labels = targets.numpy().astype('int64')
+    chosen = labels != 0
+    assert 0 < chosen.sum() < ids.shape[0] * ids.shape[1] // 4
+    loss, acc = trainer._loss(ids, targets, False)
 
-    logits = trainer.transformer.model(trainer._inputs(ids), training=False)  # [B, L, V]
+    logits = trainer.transformer.model(trainer.kind.inputs(ids), training=False)  # [B, L, V]
     assert logits.shape == tuple(ids.shape) + (trainer.vocab_size,)
-    chosen = np.zeros(ids.shape, bool)
-    labels = np.zeros(ids.shape, 'int64')
-    chosen[positions[:, 0], positions[:, 1]] = True
-    labels[positions[:, 0], positions[:, 1]] = targets.numpy()
     nll = -np.take_along_axis(_log_softmax(logits.numpy()), labels[..., None], -1)[..., 0]
     assert float(loss) == pytest.approx((nll * chosen).sum() / chosen.sum(), abs=1e-5)
     right = (logits.numpy().argmax(-1) == labels) & chosen
@@ -225,8 +191,8 @@ def test_gathered_mlm_loss_equals_the_naive_loss(straight):
     # and the same gradient, so training on the gathered form trains the same objective
     variables = trainer.transformer.model.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
-        gathered, _ = trainer._loss(ids, positions, targets, True)
-        full = trainer.transformer.model(trainer._inputs(ids), training=True)
+        gathered, _ = trainer._loss(ids, targets, True)
+        full = trainer.transformer.model(trainer.kind.inputs(ids), training=True)
         ce = tf.keras.losses.sparse_categorical_crossentropy(labels, full, from_logits=True)
         naive = tf.reduce_sum(ce * chosen.astype('float32')) / chosen.sum()
     for g1, g2 in zip(tape.gradient(gathered, variables), tape.gradient(naive, variables)):
@@ -237,7 +203,7 @@ def test_gathered_mlm_loss_equals_the_naive_loss(straight):
 def test_no_masked_position_gives_zero_loss_not_nan(straight):
     trainer, _ = straight
     ids = tf.constant(trainer._rows_for(0))
-    loss, acc = trainer._loss(ids, tf.zeros((0, 2), tf.int32), tf.zeros((0,), tf.int32), False)
+    loss, acc = trainer._loss(ids, tf.zeros_like(ids), False)
     assert float(loss) == 0 and float(acc) == 0
 
 
@@ -246,10 +212,9 @@ def test_gpt_loss_predicts_the_next_token_and_ignores_padding(gpt):
     rows = trainer._rows_for(3).copy()
     rows[0, -4:] = 0
     rows[1, 9:] = 0
-    ids, positions, targets = trainer._batch(rows, np.random.RandomState(0))
+    ids, targets = trainer._batch(rows, np.random.RandomState(0))
     np.testing.assert_array_equal(ids.numpy(), rows)  # GPT inputs are not masked
-    assert positions.shape == (0, 2) and targets.shape == (0,)
-    loss, acc = trainer._loss(ids, positions, targets, False)
+    loss, acc = trainer._loss(ids, targets, False)
 
     logp = _log_softmax(trainer.transformer.model(ids, training=False).numpy())
     # position t predicts token t+1; a [PAD] target is no prediction
@@ -362,14 +327,15 @@ def test_exported_model_loads_through_the_builders(kind, straight, gpt, corpus_f
     out = str(tmp_path / 'model')
     trainer.export(out, dtype=None, notes='tiny test model')
     assert sorted(os.listdir(out)) == ['PRETRAIN.json', 'bert_model.ckpt.data-00000-of-00001',
-                                       'bert_model.ckpt.index', 'checkpoint', 'config.json', 'vocab.txt']
+                                       'bert_model.ckpt.index', 'checkpoint', 'config.json', 'log.jsonl',
+                                       'vocab.txt']
     assert json.load(open(os.path.join(out, 'config.json'))) == trainer.model_config
     assert open(os.path.join(out, 'vocab.txt'), 'rb').read() == open(corpus_files[1], 'rb').read()
     meta = json.load(open(os.path.join(out, 'PRETRAIN.json')))
-    assert (meta['step'], meta['kind'], meta['seq_len']) == (steps, kind, 16)
+    assert (meta['step'], meta['kind'], meta['seq_len']) == (steps, get_kind(kind).name, 16)
     assert meta['notes'] == 'tiny test model'
 
-    transformer, _ = build_model(BackboneSpec.from_dir(out), PtuningConfig(kind=kind))
+    transformer = make_method('finetune').build(BackboneSpec.from_dir(out), kind, None, None)
     np.testing.assert_allclose(_model_outputs(transformer.model, kind, ids), expected, atol=1e-6, rtol=0)
     clf = PromptClassifier.build(model_dir=out, kind=kind, maxlen=16)
     np.testing.assert_allclose(_model_outputs(clf.model, kind, ids), expected, atol=1e-6, rtol=0)
@@ -379,7 +345,7 @@ def test_exported_model_loads_through_the_builders(kind, straight, gpt, corpus_f
     trainer.export(out16)
     prefix = os.path.join(out16, 'bert_model.ckpt')
     assert set(tf.train.load_checkpoint(prefix).get_variable_to_dtype_map().values()) == {tf.float16}
-    transformer16, _ = build_model(BackboneSpec.from_dir(out16), PtuningConfig(kind=kind))
+    transformer16 = make_method('finetune').build(BackboneSpec.from_dir(out16), kind, None, None)
     rounded = transformer_variables(trainer.transformer, 'float16')
     loaded = transformer_variables(transformer16)
     assert set(rounded) == set(loaded)
@@ -406,7 +372,7 @@ def test_cli_pretrain_smoke(corpus_files, tmp_path, capsys):
     assert main(args) == 0
     assert sorted(os.listdir(str(tmp_path / 'o'))) == [
         'PRETRAIN.json', 'bert_model.ckpt.data-00000-of-00001', 'bert_model.ckpt.index', 'checkpoint',
-        'config.json', 'vocab.txt']
+        'config.json', 'log.jsonl', 'vocab.txt']
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])['step'] == 2
     config = json.load(open(str(tmp_path / 'o' / 'config.json')))
     assert (config['hidden_size'], config['num_hidden_layers'], config['num_attention_heads']) == (32, 1, 2)
@@ -482,7 +448,7 @@ def test_cli_pretrain_mask_rate_reaches_the_config_and_is_checked(corpus_files, 
             '--seq-len', '16', '--batch-size', '4', '--max-steps', '1', '--corpus', corpus,
             '--vocab', vocab]
     assert main(args + ['--mask-rate', '1.5']) == 2
-    assert '--mask-rate must be in (0, 1)' in capsys.readouterr().err
+    assert 'argument --mask-rate: must be in (0, 1), got 1.5' in capsys.readouterr().err
     assert not os.path.exists(str(tmp_path / 'o'))
     assert main(args + ['--mask-rate', '0.4']) == 0
     assert json.load(open(str(tmp_path / 'o' / 'PRETRAIN.json')))['mask_rate'] == 0.4

