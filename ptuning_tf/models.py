@@ -80,7 +80,7 @@ class BackboneSpec:
 
 
 # the shipped mini model of each template kind (data/models/NAME)
-SHIPPED_MODELS = {'mlm': 'mini_bert', 'lm': 'mini_gpt'}
+SHIPPED_MODELS = {'mlm': 'mini_roformer_mlm', 'lm': 'mini_roformer_lm'}
 
 
 def default_model_dir(kind='mlm') -> str:
