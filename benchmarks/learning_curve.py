@@ -1,13 +1,15 @@
 """P-tuning accuracy against pretraining tokens, on the snapshots a pretraining run exported.
 
-    python benchmarks/learning_curve.py --kind bert --run-dir RUN/bert --snapshots RUN/snapshots_bert
+    python benchmarks/learning_curve.py --kind mlm --run-dir RUN/mlm/work --snapshots RUN/mlm/snap \
+        --steps 1000,2500,5000
 
-`ptuning-tf pretrain` (with snapshots) writes `RUN/<kind>/log.jsonl` (held-out MLM accuracy or
-LM perplexity per evaluation) and one exported model per evaluation under the snapshot
-directory (`step_N/`). For each snapshot this trains BERT/GPT + P-tuning on bojone's data
-(1% labels, one random sample per seed) and, for BERT, scores PET zero-shot, so the point
-where more pretraining stops paying is visible. Writes the `pretraining_curve` section of
-benchmarks/results.json, BENCHMARKS.md and benchmarks/pretraining_curve.png.
+`ptuning-tf pretrain --snapshots` exports one model per evaluation (`step_N/`) and logs
+held-out MLM accuracy or LM perplexity (`WORK_DIR/log.jsonl`). For each chosen snapshot
+this P-tunes on bojone's data (1% labels, one random sample per seed) under the
+converged protocol of the benchmark (accuracy.CONVERGED) and, for a masked LM, scores
+PET zero-shot, so the point where more pretraining stops paying is visible. Writes the
+`pretraining_curve` section of benchmarks/results.json, BENCHMARKS.md and
+benchmarks/pretraining_curve.png; points of other runs and steps are kept.
 """
 import argparse
 import json
@@ -20,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ptuning_tf  # noqa: E402,F401
-from accuracy import Pool, run_row  # noqa: E402
+from accuracy import CONVERGED, Pool, Protocol, run_row  # noqa: E402
 import report  # noqa: E402
 
 
@@ -33,12 +35,12 @@ def parse_args(argv=None):
     p.add_argument('--snapshots', required=True, help='directory of step_N/ exported models')
     p.add_argument('--steps', help='comma-separated snapshot steps to use (default: all)')
     p.add_argument('--seeds', default='0,1')
-    p.add_argument('--epochs', type=int, default=8)
-    p.add_argument('--steps-per-epoch', type=int, default=12)
+    p.add_argument('--max-epochs', type=int, default=CONVERGED.max_epochs)
+    p.add_argument('--steps-per-epoch', type=int, default=None,
+                   help='fixed steps per epoch instead of the protocol\'s 50 passes (smoke runs)')
     p.add_argument('--eval-limit', type=int, default=None,
                    help='score on the first N valid/test texts only (default: all)')
-    p.add_argument('--select-limit', type=int, default=500,
-                   help='choose the best epoch on the first N valid texts; 0: all of valid')
+    p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument('--methods', help='comma-separated benchmark methods (default: bert_ptuning,'
                                      'pet_zero_shot for BERT; gpt_ptuning for GPT)')
     p.add_argument('--dataset', default='bojone')
@@ -97,31 +99,47 @@ def main(argv=None):
     seeds = [int(s) for s in args.seeds.split(',')]
     steps = [int(s) for s in args.steps.split(',')] if args.steps else snapshot_steps(args.snapshots)
     logged = heldout_metrics(args.run_dir)
-    pool = Pool(1)
+    protocol = Protocol(max_epochs=args.max_epochs, steps_per_epoch=args.steps_per_epoch)
     methods = (args.methods.split(',') if args.methods else
                ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'mlm' else ['gpt_ptuning'])
     previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
     run = args.run_name or args.kind
     records = [r for r in previous if not (report.run_of(r) == run and r['step'] in steps)]
     t0 = time.time()
-    for step in steps:
-        model_dir = os.path.join(args.snapshots, 'step_%d' % step)
-        pretrain = {k: v for k, v in logged.get(step, {}).items()
-                    if k.startswith('heldout_') or k in ('tokens_seen', 'tokens_per_second')}
-        for method in methods:
-            row = run_row(pool, method, args.dataset, 0.01, seeds, '%s step %d' % (run, step),
-                          epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                          model_dirs=((args.kind, model_dir),), eval_limit=args.eval_limit,
-                          select_limit=args.select_limit or None)[0]
-            row.update(kind=args.kind, run=run, step=step, command='python ' + ' '.join(sys.argv), **pretrain)
+    pool = Pool(args.workers)
+    try:
+        planned = {(step, method): None for step in steps for method in methods}
+        for step, method in planned:  # every run queued first, so both workers stay busy
+            for job in run_jobs(args, step, method, seeds, protocol):
+                pool.submit(job)
+        for step, method in planned:
+            model_dir = os.path.join(args.snapshots, 'step_%d' % step)
+            pretrain = {k: v for k, v in logged.get(step, {}).items()
+                        if k.startswith('heldout_') or k in ('tokens_seen', 'tokens_per_second')}
+            row = run_row(pool, method, args.dataset, 0.01, seeds, protocol=protocol,
+                          model_dirs=((args.kind, model_dir),), eval_limit=args.eval_limit)[0]
+            row.update(kind=args.kind, run=run, step=step, **pretrain)
             row.setdefault('tokens_seen', 0)
             records.append(row)
+            report.update('pretraining_curve', records, time.time() - t0, _extra(records, protocol, args))
+    finally:
+        pool.close()
+
+
+def run_jobs(args, step, method, seeds, protocol):
+    from accuracy import row_jobs
+    model_dir = os.path.join(args.snapshots, 'step_%d' % step)
+    return [j for _, _, jobs in row_jobs(method, args.dataset, 0.01, seeds, False, protocol=protocol,
+                                         model_dirs=((args.kind, model_dir),), eval_limit=args.eval_limit)
+            for j in jobs]
+
+
+def _extra(records, protocol, args) -> dict:
     plot = plot_curve(records, os.path.join(os.path.dirname(report.RESULTS), 'pretraining_curve.png'))
-    notes = ('P-tuning: %d epochs x %d steps, batch 32, library default learning rate, best '
-             'epoch chosen on the first %s valid texts; seeds %s each draw their own 1%% sample. '
-             'Held-out metrics come from the pretraining log at the same step.'
-             % (args.epochs, args.steps_per_epoch, args.select_limit or 'all', args.seeds))
-    report.update('pretraining_curve', records, time.time() - t0, {'plot': plot, 'notes': notes})
+    notes = ('P-tuning under the benchmark protocol (%s), batch 32, library default learning rate; '
+             'seeds %s each draw their own 1%% sample. Held-out metrics come from the pretraining '
+             'log at the same step.' % (protocol.name(), args.seeds))
+    return {'plot': plot, 'notes': notes}
 
 
 if __name__ == '__main__':

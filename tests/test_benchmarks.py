@@ -1,4 +1,5 @@
-"""`benchmarks/run.py --quick` produces every row of the table (tiny models, seconds per row)."""
+"""The benchmark: `--quick` produces every row of every section (tiny models); rows accumulate with
+their provenance, a resumed part keeps what it measured, targets say how far they are."""
 import json
 import os
 import sys
@@ -10,126 +11,133 @@ from ptuning_tf.data import DataError, shared_dir
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks')
 
 
+def _import(name):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(BENCHMARKS)
+
+
 @pytest.fixture
 def report(tmp_path, monkeypatch):
     """benchmarks/report.py writing into tmp_path instead of the repository."""
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import report
-    finally:
-        sys.path.remove(BENCHMARKS)
+    report = _import('report')
     monkeypatch.setattr(report, 'RESULTS', str(tmp_path / 'results.json'))
     monkeypatch.setattr(report, 'MARKDOWN', str(tmp_path / 'BENCHMARKS.md'))
     return report
 
 
-RECORD_KEYS = {'method', 'model', 'dataset', 'labeled_frac', 'seeds', 'valid_mean', 'valid_std',
-               'test_mean', 'test_std'}
-
-
-def test_quick_benchmark_produces_every_row(tiny_bert_dir, tiny_gpt_dir, tmp_path):
+def _need_shared():
     try:
         shared_dir()
     except DataError:
         pytest.skip('../shared not available')
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import accuracy
-        import run
-        run.main(['--quick', '--eval-limit', '48', '--bert-dir', tiny_bert_dir,
-                  '--gpt-dir', tiny_gpt_dir, '--output-dir', str(tmp_path)])
-    finally:
-        sys.path.remove(BENCHMARKS)
+
+
+RECORD_KEYS = {'method', 'dataset', 'labeled_frac', 'seeds', 'valid_mean', 'valid_std', 'test_mean',
+               'test_std', 'steps_to_best_mean', 'seconds_mean', 'model', 'command', 'commit', 'date',
+               'machine', 'training'}
+
+
+def test_quick_benchmark_produces_every_row_of_every_section(tiny_bert_dir, tiny_gpt_dir, tmp_path):
+    _need_shared()
+    accuracy, run = _import('accuracy'), _import('run')
+    run.main(['--quick', '--eval-limit', '48', '--bert-dir', tiny_bert_dir, '--gpt-dir', tiny_gpt_dir,
+              '--output-dir', str(tmp_path)])
     results = json.load(open(str(tmp_path / 'results.json'), encoding='utf-8'))['sections']
-    assert set(results) == {'reference', 'fractions', 'snownlp', 'cross_domain', 'speed'}
-    for name, section in results.items():
-        assert section['command'].startswith('python ') and section['machine'] and section['date']
-        for record in section['records']:
-            assert RECORD_KEYS <= set(record) if name != 'speed' else {'metric', 'value', 'unit'} <= set(record)
-    methods = {r['method'] for r in results['reference']['records']}
+    assert set(results) == set(run.SECTIONS)
+    for name in run.ACCURACY_SECTIONS:
+        for record in results[name]['records']:
+            assert RECORD_KEYS <= set(record), (name, RECORD_KEYS - set(record))
+            assert record['command'].startswith('python ') and record['training']['steps_per_epoch'] == 2
+    methods = {r['method'] for s in ('reference', 'extra') for r in results[s]['records']}
     assert methods == set(accuracy.METHODS)
     protocols = {r['protocol'] for r in results['reference']['records'] if r['method'] == 'bert_ptuning'}
     assert len(protocols) == 2  # random 1% per seed, and the first 1% of the file
     assert {r['dataset'] for r in results['cross_domain']['records']} == {'chnsenticorp', 'waimai'}
-    metrics = {r['metric'] for r in results['speed']['records']}
-    for metric in ('train_step_ratio_ptuning_vs_finetune', 'predict_throughput_batch1',
-                   'predict_throughput_batch64', 'prompt_artifact_size', 'trainable_parameters_ptuning',
-                   'train_steps_per_second_ptuning_two_workers',
+    curves = {r['method']: r['points'] for r in results['convergence']['records']}
+    assert set(curves) == {'bert_ptuning', 'gpt_ptuning', 'bert_ptuning_v2_8_linear', 'finetune'}
+    assert all([p['step'] for p in points][:2] == [0, 2] for points in curves.values())
+    metrics = {r['metric']: r for r in results['speed']['records']}
+    for metric in ('train_step_ratio_ptuning_vs_finetune', 'train_step_cpu_seconds_ptuning',
+                   'predict_throughput_batch64', 'prompt_artifact_size', 'train_steps_per_second_ptuning_two_workers',
                    'train_step_ratio_ptuning_v2_20_linear_vs_finetune'):
         assert metric in metrics
+    ratio = metrics['train_step_ratio_ptuning_vs_finetune']
+    assert ratio['iqr'][0] <= ratio['value'] <= ratio['iqr'][1]
+    demo = results['demo']['records'][0]
+    assert 0 <= demo['test_acc'] <= 1 and demo['seconds'] > 0 and demo['best_epoch'] == 1
     markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
-    assert 'BERT + P-tuning' in markdown and os.path.exists(str(tmp_path / 'fractions.png'))
+    assert 'MLM template + P-tuning' in markdown and '## Targets' in markdown
+    for png in ('fractions.png', 'convergence.png'):
+        assert os.path.exists(str(tmp_path / png))
 
 
-def test_learning_curve_keeps_points_of_other_runs(tiny_bert_dir, report, tmp_path):
-    try:
-        shared_dir()
-    except DataError:
-        pytest.skip('../shared not available')
-    import shutil
-    snapshots, run_dir = tmp_path / 'snapshots', tmp_path / 'run'
-    for step in (1, 2):
-        shutil.copytree(tiny_bert_dir, str(snapshots / ('step_%d' % step)))
-    run_dir.mkdir()
-    (run_dir / 'log.jsonl').write_text(''.join(
-        json.dumps({'step': s, 'tokens_seen': 100 * s, 'heldout_mlm_acc': 0.1 * s}) + '\n'
-        for s in (1, 2)))
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import learning_curve
-        common = ['--kind', 'mlm', '--run-dir', str(run_dir), '--snapshots', str(snapshots),
-                  '--seeds', '0', '--epochs', '1', '--steps-per-epoch', '1',
-                  '--methods', 'pet_zero_shot', '--eval-limit', '16']
-        learning_curve.main(common + ['--run-name', 'a'])
-        learning_curve.main(common + ['--run-name', 'b', '--steps', '2'])
-    finally:
-        sys.path.remove(BENCHMARKS)
-    records = json.load(open(str(tmp_path / 'results.json')))['sections']['pretraining_curve']['records']
-    assert sorted((r['run'], r['step']) for r in records) == [('a', 1), ('a', 2), ('b', 2)]
-    assert {r['step']: r['tokens_seen'] for r in records} == {1: 100, 2: 200}
-    assert os.path.exists(str(tmp_path / 'pretraining_curve.png'))
+def _row(method, test=0.5, model=None, **extra):
+    return dict(dict(method=method, dataset='bojone', labeled_frac=0.01, protocol='random 0.01 per seed',
+                     seeds=[0], valid_mean=0.5, valid_std=0.0, test_mean=test, test_std=0.0,
+                     model=model or {'mlm': {'dir': 'm', 'fingerprint': 'f1', 'step': 1}}), **extra)
 
 
-def test_report_keeps_rows_of_other_runs_with_their_command(report, tmp_path, monkeypatch):
-    row = dict(model='m', dataset='d', labeled_frac=0.01, seeds=[0], valid_mean=0.5,
-               valid_std=0.0, test_mean=0.5, test_std=0.0)
+def test_rows_accumulate_with_their_own_provenance_and_replace_only_their_key(report, monkeypatch):
     monkeypatch.setattr(sys, 'argv', ['benchmarks/run.py', '--methods', 'a,b'])
-    report.update('reference', [dict(row, method='a'), dict(row, method='b')], 1.0)
+    report.add_rows('reference', [_row('a'), _row('b')])
     monkeypatch.setattr(sys, 'argv', ['benchmarks/run.py', '--methods', 'b'])
-    report.update('reference', [dict(row, method='b', test_mean=0.9)], 1.0,
-                  keep=lambda r: r['method'] != 'b')
-    records = json.load(open(str(tmp_path / 'results.json')))['sections']['reference']['records']
+    report.add_rows('reference', [_row('b', test=0.9)])
+    records = report.load()['sections']['reference']['records']
     assert [(r['method'], r['test_mean'], r['command']) for r in records] == [
-        ('a', 0.5, 'python benchmarks/run.py --methods a,b'),
-        ('b', 0.9, 'python benchmarks/run.py --methods b')]
-    markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
-    assert '- a: `python benchmarks/run.py --methods a,b`' in markdown
+        ('a', 0.5, 'python benchmarks/run.py --methods a,b'), ('b', 0.9, 'python benchmarks/run.py --methods b')]
+    assert all(r['commit'] == report.commit() and r['machine'] for r in records)
+    markdown = open(report.MARKDOWN, encoding='utf-8').read()
+    assert '`python benchmarks/run.py --methods a,b`' in markdown
+
+
+def test_a_resumed_run_keeps_rows_measured_at_this_commit(report):
+    row = _row('a')
+    assert report.measured('reference', row) is None
+    report.add_rows('reference', [row])
+    assert report.measured('reference', row)['test_mean'] == 0.5
+    assert report.measured('reference', dict(row, seeds=[0, 1])) is None  # another row
+    other = dict(row, model={'mlm': {'dir': 'm', 'fingerprint': 'f2', 'step': 2}})
+    assert report.measured('reference', other) is None  # another model
+    data = report.load()
+    data['sections']['reference']['records'][0]['commit'] = 'abc1234'  # measured at another commit
+    report._save(data)
+    assert report.measured('reference', row) is None
+
+
+def test_rows_on_an_older_snapshot_of_a_shipped_model_say_so(report, monkeypatch):
+    shipped = {'mlm': {'dir': 'mini_roformer_mlm', 'fingerprint': 'new', 'step': 9000}}
+    monkeypatch.setattr(report, 'shipped_identities', lambda: shipped)
+    old = {'mlm': {'dir': 'mini_roformer_mlm', 'fingerprint': 'old', 'step': 2000}}
+    report.add_rows('reference', [_row('a', model=old), _row('b', model=shipped)])
+    markdown = open(report.MARKDOWN, encoding='utf-8').read()
+    assert 'mini_roformer_mlm step 2000 (older than shipped step 9000)' in markdown
+    assert 'mini_roformer_mlm step 9000 |' in markdown
 
 
 def test_targets_say_which_are_met_and_by_how_much_not(report):
     row = lambda m, test, protocol='random 0.01 per seed': {  # noqa: E731
         'method': m, 'test_mean': test, 'protocol': protocol}
     data = {'sections': {
-        'reference': {'records': [row('bert_ptuning', 0.80), row('bert_ptuning', 0.10, 'first 0.01 of the file'),
-                                  row('finetune', 0.78), row('pet_zero_shot', 0.77), row('gpt_ptuning', 0.70)]},
-        'speed': {'records': [{'metric': 'train_step_ratio_ptuning_vs_finetune', 'value': 0.6}]}}}
+        'reference': {'records': [row('bert_ptuning', 0.82), row('bert_ptuning', 0.10, 'first 0.01 of the file'),
+                                  row('finetune', 0.80), row('pet_zero_shot', 0.79), row('gpt_ptuning', 0.70)]},
+        'demo': {'records': [{'test_acc': 0.81, 'seconds': 320}]},
+        'speed': {'records': [{'metric': 'train_step_ratio_ptuning_vs_finetune', 'value': 0.6, 'iqr': [0.5, 0.8]}]}}}
     lines = '\n'.join(report.targets(data))
-    assert '| BERT + P-tuning >= few-shot fine-tune (test) | +2.00 points | met |' in lines
+    assert '| MLM-template P-tuning >= 80% test (issue 13) | 82.00% | met |' in lines
+    assert '| MLM-template P-tuning >= few-shot fine-tune | +2.00 points | met |' in lines
     assert 'PET zero-shot + 5 points | +3.00 points | missed by 2.00 points |' in lines
-    assert 'missed by 8.00 points (GPT lower)' in lines
-    assert '| 0.600 | met |' in lines
-    assert report.WHY_ACCURACY_MISSED in lines  # a missed accuracy target says what was tried
-    met = {'sections': {'reference': {'records': [row('bert_ptuning', 0.9), row('finetune', 0.8)]}}}
-    assert report.WHY_ACCURACY_MISSED not in '\n'.join(report.targets(met))
+    assert 'missed by 9.00 points (LM lower)' in lines
+    assert 'README demo >= 80% test and under 5 min (issue 13) | 81.00%, 5.3 min | missed by 0.3 min' in lines
+    # the median is under 0.75, the upper quartile is not: not met
+    assert '| 0.600 (IQR 0.500–0.800) | missed by 0.050 (upper quartile) |' in lines
     assert report.targets({'sections': {}}) == []
 
 
 def test_whole_valid_accuracy_rescoring_only_the_unscored_texts(tiny_bert_dir, tiny_examples):
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        from accuracy import whole_valid_accuracy
-    finally:
-        sys.path.remove(BENCHMARKS)
+    whole_valid_accuracy = _import('accuracy').whole_valid_accuracy
     from ptuning_tf import PromptClassifier
     clf = PromptClassifier.build(tiny_bert_dir, maxlen=32)
     valid = list(tiny_examples) * 2
@@ -138,25 +146,31 @@ def test_whole_valid_accuracy_rescoring_only_the_unscored_texts(tiny_bert_dir, t
             == pytest.approx(clf.evaluate(valid), abs=1e-9)
 
 
+def test_the_protocol_is_bojones_schedule():
+    accuracy = _import('accuracy')
+    p = accuracy.CONVERGED
+    assert p.steps_for(168) == 300 and p.steps_for(193) == 350  # len(train_generator) * 50
+    assert (p.max_epochs, p.patience, p.select_limit) == (10, 2, 300)
+    assert accuracy.QUICK.steps_for(168) == 2
+
+
 def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_path, monkeypatch):
     """No worker waits for the lr search: everything that does not need its answer is queued."""
+    _need_shared()
     from concurrent.futures import Future
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import run
-    finally:
-        sys.path.remove(BENCHMARKS)
+    run = _import('run')
     submitted = []
 
     class RecordingPool:
         def __init__(self, workers):
             self.futures = {}
 
-        def submit(self, job):
+        def submit(self, job, function=None):
             if job not in self.futures:
                 submitted.append(job)
                 self.futures[job] = Future()
-                self.futures[job].set_result({'valid': job.lr or 0.5, 'test': 0.5, 'epoch': 1, 'seconds': 0})
+                self.futures[job].set_result({'valid': job.lr or 0.5, 'test': 0.5, 'epoch': 1,
+                                              'steps_to_best': 300, 'seconds': 0})
             return self.futures[job]
 
         def result(self, job, log=print):
@@ -166,29 +180,18 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
             pass
 
     monkeypatch.setattr(run, 'Pool', RecordingPool)
-    run.main(['--only', 'reference', '--only', 'snownlp', '--output-dir', str(tmp_path),
-              '--lr-candidates', '1e-5,1e-4', '--seeds', '0,1', '--patience', '3'])
-    kinds = ['lr' if i < 2 else 'finetune' if run.is_finetune(job.method) else 'no lr'
-             for i, job in enumerate(submitted)]
-    # the lr search, then every run that needs no lr, then the fine-tune runs at the chosen lr
-    assert kinds.count('no lr') and kinds.count('finetune')
-    assert kinds == ['lr'] * 2 + ['no lr'] * kinds.count('no lr') + ['finetune'] * kinds.count('finetune')
-    assert [job.lr for job in submitted[:2]] == [1e-5, 1e-4]
-    assert {job.lr for job in submitted[2 + kinds.count('no lr'):]} == {1e-4}
-    assert {job.patience for job in submitted} == {3}
-    submitted.clear()  # rows without fine-tuning: no lr search at all
-    run.main(['--only', 'reference', '--methods', 'bert_ptuning', '--output-dir', str(tmp_path),
-              '--lr-candidates', '1e-5,1e-4', '--seeds', '0,1'])
-    assert submitted and not any(run.is_finetune(job.method) for job in submitted)
-
-
-def test_full_run_time_is_recorded_and_checked_against_the_budget(report, tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, 'argv', ['benchmarks/run.py'])
-    report.record_full_run(80 * 60, 4 * 60)
-    markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
-    assert '| full table (every section) <= 90 min on 2 cores | 84.0 min | met |' in markdown
-    assert '`python benchmarks/run.py` (every section) took 84.0 min' in markdown
-    report.record_full_run(88 * 60, 4 * 60)
-    data = json.load(open(str(tmp_path / 'results.json')))
-    assert data['full_run']['seconds'] == 92 * 60
-    assert 'missed by 2.0 min' in '\n'.join(report.targets(data))
+    args = ['--only', 'reference', '--only', 'snownlp', '--output-dir', str(tmp_path),
+            '--lr-candidates', '1e-5,1e-4', '--seeds', '0,1', '--patience', '3']
+    run.main(args)
+    kinds = ['finetune' if run.is_finetune(job.method) else 'no lr' for job in submitted]
+    first = kinds.index('finetune')
+    # every run that needs no lr first, then the lr search, then the fine-tune runs at its answer
+    assert first > 0 and set(kinds[:first]) == {'no lr'} and set(kinds[first:]) == {'finetune'}
+    assert [job.lr for job in submitted[first:first + 2]] == [1e-5, 1e-4]
+    assert {job.lr for job in submitted[first + 2:]} == {1e-4}  # the best valid score (fake: the lr)
+    assert {job.protocol.patience for job in submitted} == {3}
+    submitted.clear()
+    run.main(args)  # everything measured at this commit: nothing runs again
+    assert submitted == []
+    run.main(args + ['--redo', '--methods', 'bert_ptuning'])
+    assert submitted and {job.method for job in submitted} == {'bert_ptuning'}
