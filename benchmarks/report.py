@@ -42,7 +42,16 @@ def machine() -> str:
                                             platform.system(), platform.python_version())
 
 
+_COMMIT = []  # the commit a run started at, fixed on first use (later commits are not its code)
+
+
 def commit() -> str:
+    if not _COMMIT:
+        _COMMIT.append(_head())
+    return _COMMIT[0]
+
+
+def _head() -> str:
     try:
         return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
                               text=True, cwd=HERE).stdout.strip()

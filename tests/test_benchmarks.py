@@ -103,6 +103,7 @@ def test_a_resumed_run_keeps_rows_measured_at_this_commit(report):
     assert report.measured('reference', other) is None  # another model
     data = report.load()
     data['sections']['reference']['records'][0]['commit'] = 'abc1234'  # measured at another commit
+    assert report.commit() == report._head()  # this run's commit: the checkout's HEAD when it began
     report._save(data)
     assert report.measured('reference', row) is None
 
