@@ -121,11 +121,11 @@ class Plan:
 
 def finetune_lr(pool: Pool, args, options) -> float:
     """The fine-tune rate with the best valid accuracy on seed 0 of bojone 1% (test unseen),
-    under the same protocol; reused while commit, protocol and models are unchanged."""
+    under the same protocol; reused while protocol, candidates and model are unchanged."""
     candidates = [float(x) for x in args.lr_candidates.split(',')]
     if args.quick or len(candidates) == 1:
         return candidates[0]
-    key = '%s|%s|%s' % (report.commit(), options['protocol'].name(), args.identities['mlm']['fingerprint'])
+    key = '%s|%s|%s' % (options['protocol'].name(), args.lr_candidates, args.identities['mlm']['fingerprint'])
     data = report.load()
     if not args.redo and key in data.get('finetune_lr', {}):
         return data['finetune_lr'][key]['lr']
