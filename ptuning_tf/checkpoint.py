@@ -164,15 +164,24 @@ def resolve_model_dir(model_dir: str):
     return config, prefix, vocab
 
 
+def read_json(path: str, error=None, what: str = '') -> dict:
+    """A JSON file, or `error` (default CheckpointError) naming it: unreadable or malformed."""
+    error = error or CheckpointError
+    name = ('%s %s' % (what, path)).strip()
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except OSError as e:
+        raise error('cannot read %s: %s' % (name, e.strerror)) from e
+    except json.JSONDecodeError as e:
+        raise error('%s is not valid JSON: %s' % (name, e)) from e
+
+
 def read_config(config_path: str) -> dict:
     """Load a BERT config.json with a clear error for missing or malformed files."""
-    try:
-        with open(config_path, encoding='utf-8') as f:
-            config = json.load(f)
-    except OSError as e:
-        raise CheckpointError('cannot read config %s: %s' % (config_path, e.strerror)) from e
-    except json.JSONDecodeError as e:
-        raise CheckpointError('config %s is not valid JSON: %s' % (config_path, e)) from e
+    config = read_json(config_path, what='config')
+    if not isinstance(config, dict):
+        raise CheckpointError('config %s is not a JSON object' % config_path)
     for key in ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads'):
         if key not in config:
             raise CheckpointError('config %s lacks "%s"' % (config_path, key))

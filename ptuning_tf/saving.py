@@ -26,7 +26,7 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import (CheckpointError, atomic_dir_write, embedding_fingerprint,
-                         model_fingerprint, save_model_dir)
+                         model_fingerprint, read_json, save_model_dir)
 from .classifier import ClassifierConfig, PromptClassifier
 from .models import BackboneSpec
 
@@ -108,13 +108,7 @@ def _read_npz(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
 
 
 def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding='utf-8') as f:
-            record = json.load(f)
-    except OSError as e:
-        raise PromptFileError('cannot read %s: %s' % (path, e.strerror)) from e
-    except json.JSONDecodeError as e:
-        raise PromptFileError('%s is not valid JSON: %s' % (path, e)) from e
+    record = read_json(path, PromptFileError)
     if not isinstance(record, dict) or record.get('format') not in (FORMAT, OLD_FINETUNED):
         found = record.get('format') if isinstance(record, dict) else None
         raise PromptFileError('%s has format %r, expected %r' % (path, found, FORMAT))
