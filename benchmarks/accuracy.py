@@ -21,8 +21,11 @@ import numpy as np
 
 import ptuning_tf  # noqa: F401  (legacy Keras before TensorFlow)
 import tf_keras as keras
-from ptuning_tf import PromptClassifier, few_shot, load_dataset, set_seed
+from ptuning_tf import PromptClassifier, few_shot, label_words_of, load_dataset, set_seed
 from ptuning_tf.templates import PET_PATTERN
+
+# a ready dataset's own manual template for the PET rows (PET_PATTERN is sentiment's)
+PET_PATTERNS = {'categories': '这是{mask}的评价。{text}'}
 
 # name -> (description, build options, training options or None for zero-shot)
 METHODS = {
@@ -101,18 +104,34 @@ class Job:
     model_dirs: Tuple[Tuple[str, Optional[str]], ...]
     lr: Optional[float] = None
     eval_limit: Optional[int] = None
+    k: Optional[int] = None  # k labelled texts a class instead of the fraction
 
 
 def execute(job: Job) -> Dict[str, float]:
     splits = load_splits(job.dataset, job.eval_limit)
-    labeled = few_shot(splits['train'], job.frac, seed=None if job.first_of_file else job.seed)
-    return run_once(job.method, splits, labeled, job.seed, job.protocol, dict(job.model_dirs), job.lr)
+    seed = None if job.first_of_file else job.seed
+    labeled = (few_shot(splits['train'], k=job.k, seed=job.seed) if job.k
+               else few_shot(splits['train'], job.frac, seed=seed))
+    return run_once(job.method, splits, labeled, job.seed, job.protocol, dict(job.model_dirs), job.lr,
+                    job.dataset)
+
+
+def task_build(build: dict, dataset: str) -> dict:
+    """A row's build options on `dataset`: its label words, its manual PET template."""
+    words = label_words_of(dataset)
+    if words != label_words_of(None):
+        build = dict(build, label_words=words)
+        if build.get('pattern') == PET_PATTERN:
+            build['pattern'] = PET_PATTERNS[dataset]
+    return build
 
 
 def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, protocol: Protocol,
-             model_dirs: Dict[str, Optional[str]], lr: Optional[float] = None) -> Dict[str, float]:
+             model_dirs: Dict[str, Optional[str]], lr: Optional[float] = None,
+             dataset: str = 'bojone') -> Dict[str, float]:
     """One run: the best-valid epoch under `protocol`, then its valid and test accuracy."""
     _, build, train = METHODS[method]
+    build = task_build(build, dataset)
     keras.backend.clear_session()
     gc.collect()
     set_seed(seed)
@@ -172,11 +191,12 @@ def row_jobs(method: str, dataset: str, frac: float, seeds: List[int], first_fra
              **job_options) -> List[Tuple[str, List[int], List[Job]]]:
     """(protocol, seeds, jobs) of a table row: one run per seed, each seed drawing its own
     labelled sample; with `first_fraction_row`, also the published protocol's row (the
-    first `frac` of the file, seed 0 only)."""
+    first `frac` of the file, seed 0 only). `k` in the options: k texts a class instead."""
     if METHODS[method][2] is None:  # zero-shot sees no labels: every seed gives the same run
         seeds = seeds[:1]
     job = lambda seed, first: Job(method, dataset, frac, seed, first, **job_options)  # noqa: E731
-    rows = [('random %g per seed' % frac, seeds, [job(s, False) for s in seeds])]
+    sample = '%d a class' % job_options['k'] if job_options.get('k') else '%g' % frac
+    rows = [('random %s per seed' % sample, seeds, [job(s, False) for s in seeds])]
     if first_fraction_row and METHODS[method][2] is not None and method not in EXTRA:
         rows.append(('first %g of the file (published protocol)' % frac, seeds[:1],
                      [job(seeds[0], True)]))

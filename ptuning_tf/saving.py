@@ -36,7 +36,7 @@ STATE_FILE = 'prompt.npz'
 MODEL_SUBDIR = 'model'
 OLD_PROMPT, OLD_DEEP, OLD_FINETUNED = 'ptuning_tf.prompt/1', 'ptuning_tf.prompt/2', 'ptuning_tf.finetuned/1'
 FLAGS = {'model_dir': '--model-dir', 'config_path': '--config', 'checkpoint_path': '--checkpoint',
-         'vocab_path': '--vocab'}
+         'vocab_path': '--vocab', 'family': '--family'}
 
 
 class PromptFileError(ValueError):
@@ -183,6 +183,14 @@ def _check_base(path: str, record: dict, spec: BackboneSpec, described: str) -> 
                               'strict=False to use it anyway' % (path, trained_on, described))
 
 
+def _named_family(record: dict) -> Optional[str]:
+    """A family the prompt's base was built as that no checkpoint shows by itself
+    (albert_unshared): the prompt only fits that build."""
+    from .families import FAMILIES
+    name = (record.get('base') or {}).get('family')
+    return name if name in FAMILIES and not FAMILIES[name].automatic else None
+
+
 def load(path: str, model_dir: Optional[str] = None, strict: bool = True,
          **build_kwargs) -> PromptClassifier:
     """Rebuild a saved classifier.
@@ -205,9 +213,10 @@ def load(path: str, model_dir: Optional[str] = None, strict: bool = True,
     else:
         config.method = config.method.for_inference()
         kwargs = {k: build_kwargs.pop(k, None) for k in ('config_path', 'checkpoint_path', 'vocab_path')}
+        family = build_kwargs.pop('family', None) or _named_family(record)
         if build_kwargs:
             raise TypeError('unexpected arguments: %s' % ', '.join(build_kwargs))
-        spec = BackboneSpec.resolve(model_dir, kind=config.kind, **kwargs)
+        spec = BackboneSpec.resolve(model_dir, kind=config.kind, family=family, **kwargs)
         if strict:
             _check_base(path, record, spec, model_dir or spec.checkpoint_path)
     classifier = PromptClassifier.from_config(config, spec)

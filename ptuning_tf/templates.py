@@ -83,12 +83,16 @@ class Template:
                 raise TemplateError('prompt id %d is %r in the vocabulary, not a reserved '
                                     '[unusedN] token' % (i, token))
         self.label_words = list(label_words)
-        self.label_ids = [self.single_token_id(w, 'label word') for w in self.label_words]
-        if len(set(self.label_ids)) != len(self.label_ids):
-            raise TemplateError('label words must be distinct tokens: %s' % self.label_words)
+        if len(self.label_words) < 2:
+            raise TemplateError('give at least two label words, one per class: %s' % self.label_words)
+        # one token sequence per class; a masked LM reads one [MASK] per token of the longest
+        self.label_tokens = [self.word_token_ids(w, 'label word') for w in self.label_words]
+        if len(set(map(tuple, self.label_tokens))) != len(self.label_tokens):
+            raise TemplateError('label words must be distinct: %s' % self.label_words)
+        self.slot_width = max(len(t) for t in self.label_tokens)
         self._segments = self._compile()
         self.fixed_length = 1 + sum(len(ids) for piece, ids in self._segments if piece != 'text') \
-            + len(self.kind.end_ids(tokenizer))
+            + self.slot_width + len(self.kind.end_ids(tokenizer))
         if self.fixed_length >= maxlen:
             raise TemplateError('template needs %d tokens, no room for text at maxlen %d'
                                 % (self.fixed_length, maxlen))
@@ -97,17 +101,31 @@ class Template:
     def num_labels(self) -> int:
         return len(self.label_words)
 
-    def single_token_id(self, word: str, what: str = 'token') -> int:
-        """The id of `word` if the vocabulary has it as exactly one token; never [UNK]."""
-        tokens = self.tokenizer.tokenize(word)[1:-1]
+    @property
+    def label_ids(self) -> List[int]:
+        """The one token of each label word (single-token label words only)."""
+        if self.slot_width != 1:
+            raise TemplateError('label words %s are longer than one token' % self.label_words)
+        return [t[0] for t in self.label_tokens]
+
+    def word_token_ids(self, word: str, what: str = 'token') -> List[int]:
+        """The token ids of `word`, every one in the vocabulary (never [UNK])."""
+        tokens = self.tokenizer.tokenize(normalize_text(word))[1:-1]
         unknown = self.tokenizer._token_unk_id
+        if not tokens:
+            raise TemplateError('%s %r has no token at all' % (what, word))
         if any(t == '[UNK]' or self.tokenizer.token_to_id(t) == unknown for t in tokens):
             raise TemplateError('%s %r is not in the vocabulary (it would be [UNK]); choose a '
                                 'word the vocabulary has' % (what, word))
+        return [self.tokenizer.token_to_id(t) for t in tokens]
+
+    def single_token_id(self, word: str, what: str = 'token') -> int:
+        """The id of `word` if the vocabulary has it as exactly one token; never [UNK]."""
+        tokens = self.word_token_ids(word, what)
         if len(tokens) != 1:
             raise TemplateError('%s %r is not exactly one token of the vocabulary (got %s)'
-                                % (what, word, tokens))
-        return self.tokenizer.token_to_id(tokens[0])
+                                % (what, word, [self.tokenizer.id_to_token(t) for t in tokens]))
+        return tokens[0]
 
     def _literal_ids(self, literal: str) -> List[int]:
         """Token ids of literal template text; a character the vocabulary lacks is an error."""
@@ -127,7 +145,7 @@ class Template:
             if piece == '{p}':
                 segments.append(('prompt', [next(prompt_iter)]))
             elif piece == '{mask}':
-                segments.append(('mask', [self.tokenizer._token_mask_id]))
+                segments.append(('mask', []))  # filled per example: its width is the label's
             else:
                 segments.append(('text', []))
             last = m.end()
@@ -157,8 +175,8 @@ class Template:
         """Token ids of `text` (a string or its token ids) in the template.
 
         The text is cut from the right so that the template always survives whole.
-        A causal-LM template with `label=None` leaves the slot off (prediction reads
-        the token before it).
+        The slot is `slot_width` [MASK]s in a masked-LM template; a causal-LM template
+        holds the label word there, or leaves the slot off with `label=None`.
         """
         text_ids = self.text_token_ids(text) if isinstance(text, str) else list(text)
         text_ids = text_ids[:self.maxlen - self.fixed_length]
@@ -171,7 +189,7 @@ class Template:
             elif piece == 'mask':
                 slot = len(ids)
                 ids.extend(self.kind.slot_ids(self.tokenizer, None if label is None
-                                              else self.label_ids[label]))
+                                              else self.label_tokens[label], self.slot_width))
             else:
                 if piece == 'prompt':
                     prompt_positions.append(len(ids))

@@ -8,7 +8,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ptuning_tf  # noqa: E402,F401  (selects legacy Keras before TensorFlow loads)
 
 TINY_CHARS = list('，。！？、的一是不了很好我有这个在人们说也没来太差满意东西质量服务还可以就'
-                  '都和要会到买用书店酒吃快送货价格便宜贵喜欢失望推荐再次下')
+                  '都和要会到买用书店酒吃快送货价格便宜贵喜欢失望推荐再次下'
+                  '籍平板手机水果洗发热蒙牛衣电脑评')  # + the categories' label words
 
 
 def write_tiny_vocab(path):
