@@ -137,6 +137,7 @@ def _check_out(out: str, overwrite: bool) -> None:
 
 
 def _metrics(args, clf, result: dict, labeled: list, frac: Optional[float]) -> dict:
+    from .saving import base_record
     options = {k: v for k, v in vars(args).items() if k not in ('command', 'verbose')}
     return {'valid_acc': result.get('valid_acc'), 'test_acc': result.get('test_acc'),
             'best_epoch': result.get('epoch'), 'labeled': len(labeled),
@@ -144,7 +145,8 @@ def _metrics(args, clf, result: dict, labeled: list, frac: Optional[float]) -> d
             'sample_seed': args.sample_seed, 'seconds': round(result.get('seconds', 0.0), 1),
             'kind': clf.kind.name, 'method': clf.method.to_config(),
             'learning_rate': args.lr if args.lr is not None else clf.method.learning_rate,
-            'classes': clf.template.num_labels, 'saved': os.path.abspath(args.out),
+            'classes': clf.template.num_labels, 'template': clf.template.config(),
+            'base': base_record(clf.spec), 'saved': os.path.abspath(args.out),
             'version': __version__, 'options': options, 'history': result.get('history', [])}
 
 
@@ -185,7 +187,7 @@ def cmd_train(args) -> dict:
         raise
     metrics = _metrics(args, clf, result, labeled, frac)
     save(clf, args.out, {'metrics.json': json.dumps(metrics, indent=2, ensure_ascii=False)})
-    print(json.dumps({k: v for k, v in metrics.items() if k not in ('history', 'options')},
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ('history', 'options', 'template')},
                      ensure_ascii=False))
     return metrics
 

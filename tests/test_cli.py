@@ -97,7 +97,7 @@ def test_gpt_train_with_k_per_class(data_dir, tiny_gpt_dir, tmp_path, capsys):
                  '--epochs', '1', '--maxlen', '24', '--out', str(out)]) == 0
     printed = _last_json(capsys)[0]
     metrics = json.load(open(str(out / 'metrics.json')))
-    assert printed == {k: v for k, v in metrics.items() if k not in ('history', 'options')}
+    assert printed == {k: v for k, v in metrics.items() if k not in ('history', 'options', 'template')}
     assert metrics['labeled'] == 4 and metrics['sample_seed'] == 1 and metrics['kind'] == 'lm'
     assert metrics['test_acc'] is None  # no test file given
     assert load(str(out / 'prompt.npz'), tiny_gpt_dir).kind.name == 'lm'

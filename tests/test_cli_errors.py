@@ -67,8 +67,33 @@ def test_metrics_record_every_option_and_the_version(trained):
     assert metrics['learning_rate'] == 0.02 and metrics['version'] == ptuning_tf.__version__
     options = metrics['options']
     assert options['lr'] == 0.02 and options['epochs'] == 1 and options['batch_size'] == 4
-    assert options['label_words'] == '不,很' and options['method'] == 'ptuning' and options['seed'] == 0
+    assert options['label_words'] is None and options['method'] == 'ptuning' and options['seed'] == 0
     assert metrics['method'] == {'name': 'ptuning', 'prompt_encoder': 'none'}
+    assert metrics['template']['label_words'] == ['不', '很'] and metrics['template']['maxlen'] == 32
+    assert metrics['base']['fingerprint'] == json.load(open(str(trained / 'classifier.json')))['base']['fingerprint']
+
+
+def test_long_label_words_and_the_categories_task_train_and_predict(tiny_bert_dir, tiny_gpt_dir, data,
+                                                                   tmp_path, capsys):
+    for model_dir, kind in ((tiny_bert_dir, 'mlm'), (tiny_gpt_dir, 'lm')):
+        out = tmp_path / kind
+        assert main(_train(model_dir, data, out, '--kind', kind, '--label-words', '失望,满意')) == 0
+        assert main(['predict', str(out), '--model-dir', model_dir, '--text', '很满意']) == 0
+        row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert row['label'] in (0, 1) and len(row['probs']) == 2
+    from ptuning_tf.data import DataError, shared_dir
+    try:
+        shared_dir()
+    except DataError:
+        return
+    out = tmp_path / 'categories'
+    assert main(['train', '--model-dir', tiny_bert_dir, '--dataset', 'categories', '--epochs', '1',
+                 '--steps-per-epoch', '2', '--maxlen', '32', '--out', str(out)]) == 0
+    metrics = json.load(open(str(out / 'metrics.json')))
+    assert metrics['classes'] == 10 and metrics['labeled'] == 160 and metrics['k_per_class'] == 16
+    assert metrics['template']['label_words'][:3] == ['书籍', '平板', '手机']
+    assert main(['predict', str(out), '--model-dir', tiny_bert_dir, '--text', '这本书写得很好']) == 0
+    assert len(json.loads(capsys.readouterr().out.strip().splitlines()[-1])['probs']) == 10
 
 
 def test_an_out_with_results_is_refused_unless_overwrite(trained, tiny_bert_dir, data, tmp_path, capsys):
