@@ -175,11 +175,19 @@ def fit_positions(build: dict, model_dirs: Dict[str, Optional[str]]) -> dict:
     return dict(build, maxlen=min(build['maxlen'], positions))
 
 
+def describe(method: str, dataset: str) -> str:
+    """A row's description, naming the manual template a dataset's PET rows really use."""
+    text, build, _ = METHODS[method]
+    if 'pattern' in build and dataset in PET_PATTERNS:
+        return text.replace('很满意。', PET_PATTERNS[dataset].replace('{text}', ''))
+    return text
+
+
 def summarize(method: str, dataset: str, frac: float, seeds: List, runs: List[dict], protocol: str,
               job_protocol: Protocol) -> dict:
     valid = np.array([r['valid'] for r in runs])
     test = np.array([r['test'] for r in runs])
-    return {'method': method, 'description': METHODS[method][0], 'dataset': dataset,
+    return {'method': method, 'description': describe(method, dataset), 'dataset': dataset,
             'labeled_frac': frac, 'protocol': protocol, 'training': asdict(job_protocol),
             'seeds': seeds, 'valid_mean': float(valid.mean()), 'valid_std': float(valid.std()),
             'test_mean': float(test.mean()), 'test_std': float(test.std()),
