@@ -147,7 +147,7 @@ def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, pro
         result = clf.fit(labeled, select, None, epochs=protocol.max_epochs,
                          batch_size=protocol.batch_size, patience=protocol.patience,
                          learning_rate=lr, seed=seed, steps_per_epoch=steps, verbose=0,
-                         log=lambda m: None)
+                         log=lambda m: print('[%s %s seed %d] %s' % (method, dataset, seed, m), flush=True))
         epoch = result['epoch']
         valid = whole_valid_accuracy(clf, splits['valid'], len(select), result['valid_acc'])
     return {'valid': valid, 'test': clf.evaluate(splits['test']), 'epoch': epoch,
@@ -229,10 +229,12 @@ def _one_thread() -> None:
 
 
 class Pool:
-    """Runs jobs in `workers` single-thread processes (1: in this process)."""
+    """Runs jobs in `workers` single-thread processes, or in this process (`in_process`,
+    the default for one worker: quick runs and tests skip a process start)."""
 
-    def __init__(self, workers: int = 1):
-        self.executor = worker_processes(workers) if workers > 1 else None
+    def __init__(self, workers: int = 1, in_process: Optional[bool] = None):
+        in_process = workers == 1 if in_process is None else in_process
+        self.executor = None if in_process else worker_processes(workers)
         self.futures = {}
 
     def submit(self, job, function=execute) -> Future:

@@ -106,7 +106,7 @@ def main(argv=None):
     run = args.run_name or args.kind
     records = [r for r in previous if not (report.run_of(r) == run and r['step'] in steps)]
     t0 = time.time()
-    pool = Pool(args.workers)
+    pool = Pool(args.workers, in_process=False)  # single-thread processes (see run.py)
     try:
         planned = {(step, method): None for step in steps for method in methods}
         for step, method in planned:  # every run queued first, so both workers stay busy

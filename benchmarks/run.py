@@ -186,7 +186,9 @@ def main(argv=None):
     protocol = QUICK if args.quick else Protocol(max_epochs=args.max_epochs, patience=args.patience or None,
                                                  select_limit=args.select_limit or None)
     sections = args.only or SECTIONS
-    pool = Pool(args.workers)
+    # long runs in fresh single-thread processes even with one worker: a second thread buys
+    # nothing on these models and takes the core that pretraining or a test run needs
+    pool = Pool(args.workers, in_process=args.quick)
     try:
         accuracy_sections = [s for s in sections if s in ACCURACY_SECTIONS]
         if accuracy_sections:
