@@ -163,7 +163,7 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     submitted = []
 
     class RecordingPool:
-        def __init__(self, workers):
+        def __init__(self, workers, in_process=None):
             self.futures = {}
 
         def submit(self, job, function=None):
@@ -196,3 +196,29 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     assert submitted == []
     run.main(args + ['--redo', '--methods', 'bert_ptuning'])
     assert submitted and {job.method for job in submitted} == {'bert_ptuning'}
+
+
+def test_learning_curve_adds_points_per_snapshot_and_keeps_the_others(report, tiny_roformer_dir, tmp_path):
+    """A point per (snapshot, method) with the held-out metrics logged at that step; a later
+    run on another step keeps the earlier points; the runs go to a single-thread process."""
+    _need_shared()
+    import shutil
+    curve = _import('learning_curve')
+    snapshots, run_dir = tmp_path / 'snap', tmp_path / 'work'
+    run_dir.mkdir()
+    with open(str(run_dir / 'log.jsonl'), 'w', encoding='utf-8') as f:
+        for step in (2, 4):
+            f.write(json.dumps({'step': step, 'tokens_seen': 1000 * step, 'heldout_mlm_acc': step / 10}) + '\n')
+    for step in (2, 4):
+        shutil.copytree(tiny_roformer_dir, str(snapshots / ('step_%d' % step)))
+    assert curve.snapshot_steps(str(snapshots)) == [2, 4]
+    common = ['--kind', 'mlm', '--run-dir', str(run_dir), '--snapshots', str(snapshots), '--seeds', '0',
+              '--max-epochs', '1', '--steps-per-epoch', '2', '--eval-limit', '16', '--workers', '1']
+    curve.main(common + ['--steps', '2'])
+    curve.main(common + ['--steps', '4'])
+    records = report.load()['sections']['pretraining_curve']['records']
+    points = sorted((r['step'], r['method'], r['tokens_seen'], r['heldout_mlm_acc']) for r in records)
+    assert points == [(2, 'bert_ptuning', 2000, 0.2), (2, 'pet_zero_shot', 2000, 0.2),
+                      (4, 'bert_ptuning', 4000, 0.4), (4, 'pet_zero_shot', 4000, 0.4)]
+    assert os.path.exists(str(tmp_path / 'pretraining_curve.png'))
+    assert 'pretraining_curve.png' in open(report.MARKDOWN, encoding='utf-8').read()
