@@ -51,6 +51,19 @@ def make_model_dir(out_dir, kind, seed=0, family='bert'):
 
 
 @pytest.fixture(scope='session')
+def tiny_tokenizer(tmp_path_factory):
+    from bert4keras.tokenizers import Tokenizer
+    return Tokenizer(write_tiny_vocab(os.path.join(str(tmp_path_factory.mktemp('vocab')), 'vocab.txt')))
+
+
+def log_softmax(x):
+    """The numpy reference the loss and scoring tests compare against."""
+    import numpy as np
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+@pytest.fixture(scope='session')
 def tiny_bert_dir(tmp_path_factory):
     return make_model_dir(str(tmp_path_factory.mktemp('tiny_bert')), 'bert', seed=1)
 

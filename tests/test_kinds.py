@@ -1,13 +1,11 @@
 """Template kinds and the one loss: padding ignored, causal targets shifted, BERT's masking statistics
 in classification and pretraining alike."""
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from bert4keras.tokenizers import Tokenizer
 
-from conftest import write_tiny_vocab
+from conftest import log_softmax
 from ptuning_tf import Template
 from ptuning_tf.kinds import LM, MLM, LossOptions, choose, corrupt, get_kind
 from ptuning_tf.losses import masked_crossentropy
@@ -16,13 +14,8 @@ LONG_TEXT = '质量好价格便宜服务很好我喜欢' * 8
 
 
 @pytest.fixture(scope='module')
-def tokenizer(tmp_path_factory):
-    return Tokenizer(write_tiny_vocab(os.path.join(str(tmp_path_factory.mktemp('v')), 'vocab.txt')))
-
-
-def _log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+def tokenizer(tiny_tokenizer):
+    return tiny_tokenizer
 
 
 def test_masked_crossentropy_averages_over_nonzero_targets_only():
@@ -30,11 +23,11 @@ def test_masked_crossentropy_averages_over_nonzero_targets_only():
     logits = rng.randn(2, 5, 7).astype('float32')
     targets = np.array([[0, 3, 0, 6, 0], [2, 0, 0, 0, 0]])
     # by hand: mean of -log p(target) over the three positions with a target
-    expected = -np.mean([_log_softmax(logits[0, 1])[3], _log_softmax(logits[0, 3])[6],
-                         _log_softmax(logits[1, 0])[2]])
+    expected = -np.mean([log_softmax(logits[0, 1])[3], log_softmax(logits[0, 3])[6],
+                         log_softmax(logits[1, 0])[2]])
     assert float(masked_crossentropy(targets, logits)) == pytest.approx(expected, rel=1e-5)
     # not the mean over all ten positions (padding counted as class 0)
-    all_positions = -np.mean(np.take_along_axis(_log_softmax(logits), targets[..., None], -1))
+    all_positions = -np.mean(np.take_along_axis(log_softmax(logits), targets[..., None], -1))
     assert abs(all_positions - expected) > 1e-2
     # changing logits where the target is 0 (padding) changes nothing
     logits2 = logits.copy()
@@ -54,7 +47,7 @@ def test_masked_crossentropy_gradient_is_zero_at_padding():
     assert np.all(grad[targets == 0] == 0)
     assert np.all(np.abs(grad[targets != 0]).sum(-1) > 0)
     # d(loss)/d(logits) at a target position is (softmax - onehot) / count
-    p = np.exp(_log_softmax(logits.numpy()[0, 0]))
+    p = np.exp(log_softmax(logits.numpy()[0, 0]))
     onehot = np.eye(6)[1]
     np.testing.assert_allclose(grad[0, 0], (p - onehot) / 3, atol=1e-6)
 

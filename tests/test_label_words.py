@@ -1,12 +1,10 @@
 """Label words of several characters: one [MASK] per token, a class scored by the mean log-probability
 of its tokens (masked LM) or of its continuation (causal LM); one-token words keep the old verbalizer."""
-import os
 
 import numpy as np
 import pytest
-from bert4keras.tokenizers import Tokenizer
 
-from conftest import write_tiny_vocab
+from conftest import log_softmax
 from ptuning_tf import PromptClassifier, Template, TemplateError, load, save
 from ptuning_tf.kinds import LM, MLM, LossOptions
 
@@ -17,13 +15,8 @@ WORDS = ('失望', '满意', '还')  # two tokens, two tokens, one token
 
 
 @pytest.fixture(scope='module')
-def tokenizer(tmp_path_factory):
-    return Tokenizer(write_tiny_vocab(os.path.join(str(tmp_path_factory.mktemp('v')), 'vocab.txt')))
-
-
-def _log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+def tokenizer(tiny_tokenizer):
+    return tiny_tokenizer
 
 
 def test_the_masked_slot_has_one_mask_per_token_of_the_longest_word(tokenizer):
@@ -65,7 +58,7 @@ def test_masked_scores_are_the_mean_log_probability_of_the_tokens(tiny_bert_dir)
     for text, p in zip(TEXTS, probs):
         e = clf.template.encode(text)
         ids = np.array([e.token_ids])
-        logp = _log_softmax(clf.model.predict([ids, np.zeros_like(ids)], verbose=0)[0])
+        logp = log_softmax(clf.model.predict([ids, np.zeros_like(ids)], verbose=0)[0])
         scores = [np.mean([logp[e.slot + i, tok] for i, tok in enumerate(word)])
                   for word in clf.template.label_tokens]
         np.testing.assert_allclose(p, np.exp(scores) / np.exp(scores).sum(), atol=1e-5)
@@ -80,7 +73,7 @@ def test_causal_scores_are_the_mean_log_probability_of_each_continuation(tiny_gp
         scores = []
         for j, word in enumerate(clf.template.label_tokens):
             e = clf.template.encode(text, j)
-            logp = _log_softmax(clf.model.predict(np.array([e.token_ids]), verbose=0)[0])
+            logp = log_softmax(clf.model.predict(np.array([e.token_ids]), verbose=0)[0])
             scores.append(np.mean([logp[e.slot - 1 + i, tok] for i, tok in enumerate(word)]))
         np.testing.assert_allclose(p, np.exp(scores) / np.exp(scores).sum(), atol=1e-5)
 
