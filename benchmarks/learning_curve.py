@@ -59,7 +59,8 @@ def heldout_metrics(run_dir: str):
     with open(os.path.join(run_dir, 'log.jsonl'), encoding='utf-8') as f:
         for line in f:
             record = json.loads(line)
-            out[record['step']] = record
+            if 'event' not in record:  # a resume line shares its step with the export's evaluation
+                out[record['step']] = record
     return out
 
 

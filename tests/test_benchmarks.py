@@ -209,6 +209,7 @@ def test_learning_curve_adds_points_per_snapshot_and_keeps_the_others(report, ti
     with open(str(run_dir / 'log.jsonl'), 'w', encoding='utf-8') as f:
         for step in (2, 4):
             f.write(json.dumps({'step': step, 'tokens_seen': 1000 * step, 'heldout_mlm_acc': step / 10}) + '\n')
+            f.write(json.dumps({'event': 'resume', 'step': step, 'optimizer': 'restarted'}) + '\n')
     for step in (2, 4):
         shutil.copytree(tiny_roformer_dir, str(snapshots / ('step_%d' % step)))
     assert curve.snapshot_steps(str(snapshots)) == [2, 4]
