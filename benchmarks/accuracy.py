@@ -11,7 +11,10 @@ most `max_epochs`. The same rule for every method, so each is compared converged
 """
 import functools
 import gc
+import json
 import math
+import os
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
@@ -23,6 +26,7 @@ import ptuning_tf  # noqa: F401  (legacy Keras before TensorFlow)
 import tf_keras as keras
 from ptuning_tf import PromptClassifier, few_shot, label_words_of, load_dataset, set_seed
 from ptuning_tf.templates import PET_PATTERN
+import report
 
 # a ready dataset's own manual template for the PET rows (PET_PATTERN is sentiment's)
 PET_PATTERNS = {'categories': '这是{mask}的评价。{text}'}
@@ -228,22 +232,61 @@ def _one_thread() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
+class RunCache:
+    """Finished runs, one JSON line each (`runs.jsonl` beside results.json), so that a
+    benchmark cut off in the middle of a row resumes run by run. A run is reused only for
+    the same job, the same model weights and the same commit (the rule rows follow)."""
+
+    def __init__(self, path: str):
+        self.path, self.lock, self.runs = path, threading.Lock(), {}
+        if os.path.exists(path):
+            with open(path, encoding='utf-8') as f:
+                for line in f:
+                    record = json.loads(line)
+                    self.runs[record['key']] = record['result']
+
+    @staticmethod
+    def key(job: Job) -> str:
+        weights = {kind: report.model_identity(d, kind)['fingerprint'] for kind, d in job.model_dirs}
+        return json.dumps(dict(asdict(job), model_dirs=None, weights=weights, commit=report.commit()),
+                          sort_keys=True)
+
+    def get(self, job: Job) -> Optional[dict]:
+        return self.runs.get(self.key(job))
+
+    def put(self, job: Job, result: dict) -> None:
+        key = self.key(job)
+        with self.lock:  # worker futures finish on the executor's thread
+            self.runs[key] = result
+            with open(self.path, 'a', encoding='utf-8') as f:
+                f.write(json.dumps({'key': key, 'result': result}) + '\n')
+
+
 class Pool:
     """Runs jobs in `workers` single-thread processes, or in this process (`in_process`,
-    the default for one worker: quick runs and tests skip a process start)."""
+    the default for one worker: quick runs and tests skip a process start); with a
+    `cache`, finished runs are kept and not run again."""
 
-    def __init__(self, workers: int = 1, in_process: Optional[bool] = None):
+    def __init__(self, workers: int = 1, in_process: Optional[bool] = None, cache: Optional[RunCache] = None):
         in_process = workers == 1 if in_process is None else in_process
         self.executor = None if in_process else worker_processes(workers)
-        self.futures = {}
+        self.futures, self.cache = {}, cache
 
     def submit(self, job, function=execute) -> Future:
-        if job not in self.futures:  # rows that share runs (the 1% fraction) run them once
-            if self.executor:
-                self.futures[job] = self.executor.submit(function, job)
-            else:
-                self.futures[job] = Future()
-                self.futures[job].set_result(function(job))
+        if job in self.futures:  # rows that share runs (the 1% fraction) run them once
+            return self.futures[job]
+        cached = self.cache.get(job) if self.cache else None
+        if cached is not None:
+            self.futures[job] = Future()
+            self.futures[job].set_result(cached)
+        elif self.executor:
+            self.futures[job] = self.executor.submit(function, job)
+        else:
+            self.futures[job] = Future()
+            self.futures[job].set_result(function(job))
+        if self.cache and cached is None:
+            self.futures[job].add_done_callback(
+                lambda done: done.exception() is None and self.cache.put(job, done.result()))
         return self.futures[job]
 
     def result(self, job, log=print) -> Dict[str, float]:

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ptuning_tf  # noqa: E402,F401
-from accuracy import CONVERGED, Pool, Protocol, run_row  # noqa: E402
+from accuracy import CONVERGED, Pool, Protocol, RunCache, run_row  # noqa: E402
 import report  # noqa: E402
 
 
@@ -107,7 +107,9 @@ def main(argv=None):
     run = args.run_name or args.kind
     records = [r for r in previous if not (report.run_of(r) == run and r['step'] in steps)]
     t0 = time.time()
-    pool = Pool(args.workers, in_process=False)  # single-thread processes (see run.py)
+    # single-thread processes (see run.py); finished runs kept if the curve is cut off
+    pool = Pool(args.workers, in_process=False,
+                cache=RunCache(os.path.join(os.path.dirname(report.RESULTS), 'runs.jsonl')))
     try:
         planned = {(step, method): None for step in steps for method in methods}
         for step, method in planned:  # every run queued first, so both workers stay busy

@@ -163,7 +163,7 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     submitted = []
 
     class RecordingPool:
-        def __init__(self, workers, in_process=None):
+        def __init__(self, workers, **options):
             self.futures = {}
 
         def submit(self, job, function=None):
@@ -223,3 +223,28 @@ def test_learning_curve_adds_points_per_snapshot_and_keeps_the_others(report, ti
                       (4, 'bert_ptuning', 4000, 0.4), (4, 'pet_zero_shot', 4000, 0.4)]
     assert os.path.exists(str(tmp_path / 'pretraining_curve.png'))
     assert 'pretraining_curve.png' in open(report.MARKDOWN, encoding='utf-8').read()
+
+
+def test_a_cut_off_benchmark_keeps_its_finished_runs(report, tiny_bert_dir, tiny_roformer_dir, tmp_path,
+                                                      monkeypatch):
+    """A run finished before a cut is not run again by the next process, but only for the same
+    job, the same weights and the same commit."""
+    from dataclasses import replace
+    accuracy = _import('accuracy')
+    calls = []
+
+    def fake_run(job):
+        calls.append(job)
+        return {'valid': 0.5, 'test': 0.25 + len(calls) / 100, 'epoch': 1, 'steps_to_best': 2, 'seconds': 0}
+
+    job = accuracy.Job('bert_ptuning', 'bojone', 0.01, 0, False, accuracy.QUICK, (('mlm', tiny_bert_dir),))
+    path = str(tmp_path / 'runs.jsonl')
+    first = accuracy.Pool(1, cache=accuracy.RunCache(path)).submit(job, fake_run).result()
+    after_cut = accuracy.Pool(1, cache=accuracy.RunCache(path))  # a new process reads the file
+    assert after_cut.submit(job, fake_run).result() == first and len(calls) == 1
+    after_cut.submit(replace(job, seed=1), fake_run)
+    after_cut.submit(replace(job, model_dirs=(('mlm', tiny_roformer_dir),)), fake_run)
+    assert len(calls) == 3
+    monkeypatch.setattr(report, '_COMMIT', ['0000000'])  # other code: everything runs again
+    assert accuracy.Pool(1, cache=accuracy.RunCache(path)).submit(job, fake_run).result() != first
+    assert len(calls) == 4
