@@ -188,7 +188,8 @@ def main(argv=None):
     sections = args.only or SECTIONS
     # long runs in fresh single-thread processes even with one worker: a second thread buys
     # nothing on these models and takes the core that pretraining or a test run needs
-    cache = None if args.quick or args.redo else accuracy.RunCache(os.path.join(os.path.dirname(report.RESULTS), 'runs.jsonl'))
+    kept = os.path.join(os.path.dirname(report.RESULTS), 'runs.jsonl')
+    cache = None if args.quick or args.redo else accuracy.RunCache(kept)
     pool = Pool(args.workers, in_process=args.quick, cache=cache)
     try:
         accuracy_sections = [s for s in sections if s in ACCURACY_SECTIONS]
