@@ -205,10 +205,11 @@ def _curve_table(records) -> List[str]:
     lines = ['| model | method | tokens seen | held-out MLM acc / LM ppl | valid % | test % | run |',
              '|---|---|---|---|---|---|---|']
     for r in sorted(records, key=lambda r: (run_of(r), r['step'], r['method'])):
-        quality = r.get('heldout_mlm_acc', r.get('heldout_ppl'))
+        quality = ('%.2f%%' % (100 * r['heldout_mlm_acc']) if 'heldout_mlm_acc' in r else
+                   'ppl %.1f' % r['heldout_ppl'] if 'heldout_ppl' in r else '-')
         lines.append('| %s | %s | %.1fM | %s | %s | %s | %s, %s |' % (
             run_of(r), r.get('description', r['method']), r['tokens_seen'] / 1e6,
-            '-' if quality is None else '%.4g' % quality, _pct(r['valid_mean'], r['valid_std']),
+            quality, _pct(r['valid_mean'], r['valid_std']),
             _pct(r['test_mean'], r['test_std']), r.get('date', ''), r.get('commit', '')))
     return lines
 
