@@ -25,7 +25,7 @@ import numpy as np
 import ptuning_tf  # noqa: F401  (legacy Keras before TensorFlow)
 import tf_keras as keras
 from ptuning_tf import PromptClassifier, few_shot, label_words_of, load_dataset, set_seed
-from ptuning_tf.templates import PET_PATTERN
+from ptuning_tf.templates import GPT_PATTERN, PET_PATTERN
 import report
 
 # a ready dataset's own manual template for the PET rows (PET_PATTERN is sentiment's)
@@ -41,6 +41,10 @@ METHODS = {
     'bert_ptuning_no_aux': ('MLM template + P-tuning, label word only', dict(kind='mlm', aux_loss=False), {}),
     'bert_ptuning_wwm': ('MLM template + P-tuning (aux loss, whole-word masking)',
                          dict(kind='mlm', whole_word_mask=True), {}),
+    # the causal template's layout on a masked LM: is the slot's place, not the model kind,
+    # what separates the two templates on a small model?
+    'bert_ptuning_mask_last': ('MLM template, [MASK] after the text + P-tuning (aux MLM loss)',
+                               dict(kind='mlm', pattern=GPT_PATTERN), {}),
     'gpt_ptuning': ('LM template + P-tuning (full-sequence LM loss)', dict(kind='lm'), {}),
     'gpt_ptuning_no_lm': ('LM template + P-tuning, label word only', dict(kind='lm', aux_loss=False), {}),
     # beyond the reference: the paper's prompt encoder (P-tuning v1), folded when saved
