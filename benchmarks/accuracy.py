@@ -41,6 +41,11 @@ METHODS = {
     'bert_ptuning_no_aux': ('MLM template + P-tuning, label word only', dict(kind='mlm', aux_loss=False), {}),
     'bert_ptuning_wwm': ('MLM template + P-tuning (aux loss, whole-word masking)',
                          dict(kind='mlm', whole_word_mask=True), {}),
+    # prompts started from words instead of the small model's untrained [unused] rows:
+    # '这个还是{很/不}满意的。' reads as a sentence around the slot (sentiment data only;
+    # characters the tests' tiny vocabulary has too, so the quick benchmark runs it)
+    'bert_ptuning_init': ('MLM template + P-tuning, prompts started from 这个还是…满意的。',
+                          dict(kind='mlm', prompt_init='这个还是满意的。'), {}),
     # the causal template's layout on a masked LM: is the slot's place, not the model kind,
     # what separates the two templates on a small model?
     'bert_ptuning_mask_last': ('MLM template, [MASK] after the text + P-tuning (aux MLM loss)',
@@ -65,7 +70,8 @@ METHODS['gpt_ptuning_v2_20'] = ('LM template + P-tuning v2, 20 deep prompts, ver
 del _m, _head, _what
 
 # the published table's rows are the `reference` section; these are the `extra` one
-EXTRA = {m for m in METHODS if 'v2' in m or m in ('bert_ptuning_mlp', 'bert_ptuning_lstm')}
+EXTRA = {m for m in METHODS if 'v2' in m or m in ('bert_ptuning_mlp', 'bert_ptuning_lstm',
+                                                     'bert_ptuning_mask_last', 'bert_ptuning_init')}
 
 
 @dataclass(frozen=True)

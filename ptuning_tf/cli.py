@@ -111,6 +111,9 @@ def _train_parser(sub) -> None:
     g.add_argument('--prompt-encoder', choices=['none', 'mlp', 'lstm'],
                    help="ptuning: reparameterise the prompt rows during training with an MLP or "
                         "the paper's BiLSTM+MLP; the saved prompt holds the computed rows")
+    g.add_argument('--prompt-init', metavar='WORDS',
+                   help="ptuning: start the prompt rows from these words' embeddings (cycled), "
+                        "e.g. a manual template's 满意。; default: the checkpoint's own rows")
     g.add_argument('--reparameterize', action='store_true', default=None,
                    help="ptuning_v2: compute all layers' prompts with an MLP during training "
                         "(folded into plain prompts when saved)")

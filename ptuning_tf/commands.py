@@ -17,7 +17,8 @@ from . import __version__
 INTERRUPTED = 130
 # method option -> its flag; which method has which option is the registry's (methods.py)
 METHOD_FLAGS = {'prompt_encoder': '--prompt-encoder', 'prompt_length': '--prompt-length',
-                'head': '--head', 'reparameterize': '--reparameterize'}
+                'head': '--head', 'reparameterize': '--reparameterize',
+                'prompt_init': '--prompt-init'}
 
 
 class UsageError(Exception):

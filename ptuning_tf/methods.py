@@ -87,11 +87,25 @@ class PTuning(Method):
     """Only the prompt tokens' embedding rows learn; the model is frozen."""
     name: ClassVar[str] = 'ptuning'
     prompt_encoder: str = 'none'  # 'mlp' / 'lstm': reparameterise the rows in training
+    # words whose embeddings start the prompt rows (cycled over them), e.g. a manual
+    # template's '满意。': a small model's unused rows are untrained noise, a real word is
+    # a start the model can already read (prompt tuning's vocabulary initialisation)
+    prompt_init: str = ''
 
     def check(self):
         if self.prompt_encoder not in ('none',) + ENCODERS:
             raise ValueError('prompt_encoder must be one of %s, got %r'
                              % (('none',) + ENCODERS, self.prompt_encoder))
+        if self.prompt_init and self.prompt_encoder != 'none':
+            raise ValueError('prompt_init sets the rows themselves; with a prompt encoder the '
+                             'rows are computed, so give one or the other')
+
+    def attach(self, classifier):
+        if self.prompt_init and classifier.template.prompt_ids:
+            words = classifier.template.word_token_ids(self.prompt_init, 'prompt_init')
+            matrix = self._embedding(classifier).embeddings.numpy()
+            n = len(classifier.template.prompt_ids)
+            self.set_state(classifier, {'rows': matrix[[words[i % len(words)] for i in range(n)]]})
 
     def build(self, spec, kind, template, dropout):
         extra = {}

@@ -54,7 +54,7 @@ def test_train_writes_prompt_and_metrics(trained):
     assert metrics['labeled'] == 10 and metrics['seed'] == 3 and metrics['sample_seed'] is None
     assert 0 <= metrics['valid_acc'] <= 1 and 0 <= metrics['test_acc'] <= 1
     assert isinstance(metrics['seconds'], float) and metrics['seconds'] >= 0
-    assert metrics['kind'] == 'mlm' and metrics['method'] == {'name': 'ptuning', 'prompt_encoder': 'none'}
+    assert metrics['kind'] == 'mlm' and metrics['method'] == {'name': 'ptuning', 'prompt_encoder': 'none', 'prompt_init': ''}
     assert metrics['best_epoch'] in (1, 2)
     assert [h['epoch'] for h in metrics['history']] == [1, 2]
     best = metrics['history'][metrics['best_epoch'] - 1]

@@ -68,7 +68,7 @@ def test_metrics_record_every_option_and_the_version(trained):
     options = metrics['options']
     assert options['lr'] == 0.02 and options['epochs'] == 1 and options['batch_size'] == 4
     assert options['label_words'] is None and options['method'] == 'ptuning' and options['seed'] == 0
-    assert metrics['method'] == {'name': 'ptuning', 'prompt_encoder': 'none'}
+    assert metrics['method'] == {'name': 'ptuning', 'prompt_encoder': 'none', 'prompt_init': ''}
     assert metrics['template']['label_words'] == ['不', '很'] and metrics['template']['maxlen'] == 32
     assert metrics['base']['fingerprint'] == json.load(open(str(trained / 'classifier.json')))['base']['fingerprint']
 

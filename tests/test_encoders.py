@@ -35,7 +35,7 @@ def test_folded_prompt_gives_the_live_outputs(trained, tmp_path):
     clf, model_dir, _, _ = trained
     out = save(clf, str(tmp_path / 'p'))
     meta, arrays, _ = read_saved(out)
-    assert meta['config']['method'] == dict(name='ptuning', prompt_encoder=clf.method.prompt_encoder)
+    assert meta['config']['method'] == dict(name='ptuning', prompt_encoder=clf.method.prompt_encoder, prompt_init='')
     assert set(arrays) == {'rows'} and arrays['rows'].shape == (8, 32)
     folded = load(out, model_dir)
     assert folded.method.prompt_encoder == 'none'  # inference needs no encoder

@@ -200,3 +200,24 @@ def test_gpt_cannot_see_future_tokens(tiny_gpt_dir):
     out_a, out_b = clf.model.predict(a, verbose=0), clf.model.predict(b, verbose=0)
     np.testing.assert_allclose(out_a[0, :5], out_b[0, :5], atol=1e-6)
     assert not np.allclose(out_a[0, 5:], out_b[0, 5:])
+
+
+def test_prompt_init_starts_the_rows_at_the_words_and_touches_nothing_else(tiny_bert_dir):
+    plain = PromptClassifier.build(tiny_bert_dir, maxlen=32)
+    clf = PromptClassifier.build(tiny_bert_dir, maxlen=32, prompt_init='满意。')
+    before, after = _all_weights(plain.model), _all_weights(clf.model)
+    token_name = clf.embedding.embeddings.name
+    matrix = before[token_name]
+    words = [clf.template.tokenizer.token_to_id(c) for c in '满意。']
+    assert np.array_equal(after[token_name][1:9], matrix[[words[i % 3] for i in range(8)]])
+    assert _changed_rows(matrix, after[token_name]) == set(range(1, 9))
+    assert all(np.array_equal(before[n], after[n]) for n in before if n != token_name)
+    assert clf.method.for_inference().prompt_init == ''  # a loaded prompt keeps its own rows
+
+
+def test_prompt_init_rejects_unknown_words_and_an_encoder(tiny_bert_dir):
+    from ptuning_tf.templates import TemplateError
+    with pytest.raises(TemplateError, match='prompt_init'):
+        PromptClassifier.build(tiny_bert_dir, maxlen=32, prompt_init='鑫')
+    with pytest.raises(ValueError, match='prompt_init'):
+        PromptClassifier.build(tiny_bert_dir, maxlen=32, prompt_init='满意', prompt_encoder='mlp')

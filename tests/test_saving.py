@@ -60,7 +60,7 @@ def test_record_holds_the_whole_config_and_the_base(trained, tiny_bert_dir, tmp_
     record = json.load(open(os.path.join(out, 'classifier.json')))
     assert record['format'] == 'ptuning_tf.saved/1' and record['state'] == 'prompt.npz'
     config = record['config']
-    assert config['kind'] == 'mlm' and config['method'] == {'name': 'ptuning', 'prompt_encoder': 'none'}
+    assert config['kind'] == 'mlm' and config['method'] == {'name': 'ptuning', 'prompt_encoder': 'none', 'prompt_init': ''}
     assert config['pattern'] == trained.template.pattern and config['label_words'] == ['不', '很']
     assert config['loss'] == {'aux_loss': True, 'whole_word_mask': False, 'mask_rate': 0.15}
     ckpt = os.path.join(tiny_bert_dir, 'bert_model.ckpt')
