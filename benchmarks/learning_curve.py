@@ -103,9 +103,7 @@ def main(argv=None):
     protocol = Protocol(max_epochs=args.max_epochs, steps_per_epoch=args.steps_per_epoch)
     methods = (args.methods.split(',') if args.methods else
                ['bert_ptuning', 'pet_zero_shot'] if args.kind == 'mlm' else ['gpt_ptuning'])
-    previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
     run = args.run_name or args.kind
-    records = [r for r in previous if not (report.run_of(r) == run and r['step'] in steps)]
     t0 = time.time()
     # single-thread processes (see run.py); finished runs kept if the curve is cut off
     pool = Pool(args.workers, in_process=False,
@@ -123,7 +121,11 @@ def main(argv=None):
                           model_dirs=((args.kind, model_dir),), eval_limit=args.eval_limit)[0]
             row.update(kind=args.kind, run=run, step=step, **pretrain)
             row.setdefault('tokens_seen', 0)
-            records.append(row)
+            # read the file now, not at the start: another curve may have written meanwhile;
+            # a point is replaced only by the same run, step and method
+            previous = report.load()['sections'].get('pretraining_curve', {}).get('records', [])
+            records = [r for r in previous
+                       if (report.run_of(r), r['step'], r['method']) != (run, step, method)] + [row]
             report.update('pretraining_curve', records, time.time() - t0, _extra(records, protocol, args))
     finally:
         pool.close()

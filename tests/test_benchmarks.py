@@ -217,10 +217,13 @@ def test_learning_curve_adds_points_per_snapshot_and_keeps_the_others(report, ti
               '--max-epochs', '1', '--steps-per-epoch', '2', '--eval-limit', '16', '--workers', '1']
     curve.main(common + ['--steps', '2'])
     curve.main(common + ['--steps', '4'])
+    # another method on a step already measured adds its point beside the others
+    curve.main(common + ['--steps', '4', '--methods', 'bert_ptuning_no_aux'])
     records = report.load()['sections']['pretraining_curve']['records']
     points = sorted((r['step'], r['method'], r['tokens_seen'], r['heldout_mlm_acc']) for r in records)
     assert points == [(2, 'bert_ptuning', 2000, 0.2), (2, 'pet_zero_shot', 2000, 0.2),
-                      (4, 'bert_ptuning', 4000, 0.4), (4, 'pet_zero_shot', 4000, 0.4)]
+                      (4, 'bert_ptuning', 4000, 0.4), (4, 'bert_ptuning_no_aux', 4000, 0.4),
+                      (4, 'pet_zero_shot', 4000, 0.4)]
     assert os.path.exists(str(tmp_path / 'pretraining_curve.png'))
     assert 'pretraining_curve.png' in open(report.MARKDOWN, encoding='utf-8').read()
 
