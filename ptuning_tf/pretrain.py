@@ -138,9 +138,19 @@ class Pretrainer:
         that the optimizer state was restarted.
         """
         record = os.path.join(self.work_dir, 'resumed.json')
+        recorded = None
         if os.path.exists(record):
             with open(record) as f:
-                return int(json.load(f)['step'])
+                recorded = json.load(f)
+        # a work dir holds one run: its checkpoint would silently replace another start
+        held = tf.train.latest_checkpoint(os.path.join(self.work_dir, 'ckpt'))
+        elsewhere = os.path.abspath(resume_from or '') != (recorded or {}).get('from')
+        if resume_from and (recorded or held) and elsewhere:
+            start = 'resumed from %s' % recorded['from'] if recorded else 'started from scratch'
+            raise DataError('work dir %s already holds a run (%s); give a fresh --work-dir to '
+                            'resume from %s' % (self.work_dir, start, resume_from))
+        if recorded:
+            return int(recorded['step'])
         if not resume_from:
             return 0
         try:

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import make_model_dir
-from ptuning_tf import BackboneSpec, CheckpointError, PromptClassifier, PromptFileError, load, save
+from ptuning_tf import (BackboneSpec, CheckpointError, DataError, PromptClassifier, PromptFileError,
+                        load, save)
 from ptuning_tf.families import POSITION_EMBEDDINGS, detect_family, get_family
 from ptuning_tf.pretrain import PretrainConfig, Pretrainer, build_vocab, write_vocab
 from test_checkpoint import google_names
@@ -165,6 +166,14 @@ def test_roformer_pretraining_exports_resumes_and_carries_its_log(kind, tmp_path
     log = [json.loads(line) for line in open(os.path.join(out, 'log.jsonl'))]
     assert [m.get('step') for m in log] == [3, 3, 6]
     assert log[1]['event'] == 'resume' and log[1]['optimizer'] == 'restarted'
+    # restarting within the work dir keeps its start; another start needs a fresh work dir
+    assert int(Pretrainer(config, vocab, str(tmp_path / 'c.txt'), str(tmp_path / 'w2'),
+                          resume_from=out).step.numpy()) == 6
+    other = str(tmp_path / 'other')
+    first.export(other)
+    for work in ('w1', 'w2'):  # from scratch / resumed from `out`
+        with pytest.raises(DataError, match='fresh --work-dir'):
+            Pretrainer(config, vocab, str(tmp_path / 'c.txt'), str(tmp_path / work), resume_from=other)
     with pytest.raises(Exception, match='seq_len=16'):  # another recipe cannot resume this run
         Pretrainer(PretrainConfig(**dict(config.__dict__, seq_len=8)), vocab,
                    str(tmp_path / 'c.txt'), str(tmp_path / 'w3'), resume_from=out)
