@@ -144,13 +144,20 @@ def finetune_lr(pool: Pool, args, options) -> float:
     return best
 
 
+def _lr_note(lr, candidates: str) -> str:
+    if not lr:
+        return ''
+    if ',' not in candidates:  # one candidate: nothing was searched
+        return ', fine-tune %g (fixed by --lr-candidates, not searched)' % lr
+    return ', fine-tune %g chosen on seed 0 by valid accuracy among %s' % (lr, candidates)
+
+
 def notes(section: str, protocol: Protocol, lr, args) -> str:
     text = ('Protocol: %s; batch 32, maxlen 128 (v2: m + 120), the library\'s default learning '
             'rates (P-tuning 6e-4, v2 5e-3)%s. The best epoch is chosen on the first %s valid texts, '
             'then scored on all of valid and test; "steps to best" is the mean over seeds of the '
             'training steps at the best epoch. Runs go to %d single-thread worker processes.'
-            % (protocol.name(), ', fine-tune %g chosen on seed 0 by valid accuracy among %s' % (
-                lr, args.lr_candidates) if lr else '', protocol.select_limit or 'all', args.workers))
+            % (protocol.name(), _lr_note(lr, args.lr_candidates), protocol.select_limit or 'all', args.workers))
     if section in SECONDARY:
         text += ' Secondary section: the first %d seeds.' % args.secondary_seeds
     return text

@@ -198,6 +198,13 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     assert submitted and {job.method for job in submitted} == {'bert_ptuning'}
 
 
+def test_the_notes_say_whether_the_fine_tune_rate_was_searched():
+    run = _import('run')
+    assert 'chosen on seed 0' in run._lr_note(1e-4, '1e-5,1e-4')
+    assert 'not searched' in run._lr_note(1e-4, '1e-4') and 'chosen' not in run._lr_note(1e-4, '1e-4')
+    assert run._lr_note(None, '1e-5,1e-4') == ''
+
+
 def test_learning_curve_adds_points_per_snapshot_and_keeps_the_others(report, tiny_roformer_dir, tmp_path):
     """A point per (snapshot, method) with the held-out metrics logged at that step; a later
     run on another step keeps the earlier points; the runs go to a single-thread process."""
