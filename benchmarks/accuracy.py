@@ -233,13 +233,24 @@ def worker_processes(workers: int):
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    return ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'), initializer=_one_thread)
+    return ProcessPoolExecutor(workers, multiprocessing.get_context('spawn'), initializer=_one_thread,
+                               initargs=(os.getpid(),))
 
 
-def _one_thread() -> None:
+def _one_thread(parent: Optional[int] = None) -> None:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    if parent:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """A worker outlives a killed benchmark until its run ends (up to an hour of a core
+    spent on a result nobody collects); when the parent goes, the worker goes too."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 class RunCache:

@@ -235,6 +235,45 @@ def test_learning_curve_adds_points_per_snapshot_and_keeps_the_others(report, ti
     assert 'pretraining_curve.png' in open(report.MARKDOWN, encoding='utf-8').read()
 
 
+def test_a_killed_benchmark_takes_its_worker_processes_with_it(tmp_path):
+    """A worker in the middle of a run must not keep a core busy after its benchmark is killed."""
+    import signal
+    import subprocess
+    import time
+    script = tmp_path / 'bench.py'
+    script.write_text('import os, sys, time\n'
+                      'sys.path.insert(0, %r)\n'
+                      'import accuracy\n'
+                      'if __name__ == "__main__":\n'
+                      '    pool = accuracy.worker_processes(1)\n'
+                      '    print(pool.submit(os.getpid).result(), flush=True)\n'
+                      '    pool.submit(time.sleep, 600)\n'
+                      '    time.sleep(600)\n' % BENCHMARKS)
+    bench = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(bench.stdout.readline())
+        time.sleep(1)  # the worker is now inside its 600 s "run"
+        assert _running(worker)
+    finally:
+        bench.send_signal(signal.SIGKILL)
+        bench.wait()
+    deadline = time.time() + 30
+    while _running(worker) and time.time() < deadline:
+        time.sleep(0.5)
+    orphaned = _running(worker)
+    if orphaned:
+        os.kill(worker, signal.SIGKILL)  # do not leave it running for 10 minutes
+    assert not orphaned
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open('/proc/%d/status' % pid) as f:
+            return not any(line.startswith('State:') and 'Z' in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False
+
+
 def test_a_cut_off_benchmark_keeps_its_finished_runs(report, tiny_bert_dir, tiny_roformer_dir, tmp_path,
                                                       monkeypatch):
     """A run finished before a cut is not run again by the next process, but only for the same
