@@ -142,8 +142,8 @@ def run_jobs(args, step, method, seeds, protocol):
 def _extra(records, protocol, args) -> dict:
     plot = plot_curve(records, os.path.join(os.path.dirname(report.RESULTS), 'pretraining_curve.png'))
     notes = ('P-tuning under the benchmark protocol (%s), batch 32, library default learning rate; '
-             'seeds %s each draw their own 1%% sample. Held-out metrics come from the pretraining '
-             'log at the same step.' % (protocol.name(), args.seeds))
+             'each seed draws its own 1%% sample (seeds column; PET zero-shot is deterministic, one '
+             'seed). Held-out metrics come from the pretraining log at the same step.' % protocol.name())
     return {'plot': plot, 'notes': notes}
 
 

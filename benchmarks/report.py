@@ -202,14 +202,14 @@ def run_of(record: dict) -> str:
 
 
 def _curve_table(records) -> List[str]:
-    lines = ['| model | method | tokens seen | held-out MLM acc / LM ppl | valid % | test % | run |',
-             '|---|---|---|---|---|---|---|']
+    lines = ['| model | method | tokens seen | held-out MLM acc / LM ppl | seeds | valid % | test % | run |',
+             '|---|---|---|---|---|---|---|---|']
     for r in sorted(records, key=lambda r: (run_of(r), r['step'], r['method'])):
         quality = ('%.2f%%' % (100 * r['heldout_mlm_acc']) if 'heldout_mlm_acc' in r else
                    'ppl %.1f' % r['heldout_ppl'] if 'heldout_ppl' in r else '-')
-        lines.append('| %s | %s | %.1fM | %s | %s | %s | %s, %s |' % (
+        lines.append('| %s | %s | %.1fM | %s | %s | %s | %s | %s, %s |' % (
             run_of(r), r.get('description', r['method']), r['tokens_seen'] / 1e6,
-            quality, _pct(r['valid_mean'], r['valid_std']),
+            quality, ','.join(map(str, r['seeds'])), _pct(r['valid_mean'], r['valid_std']),
             _pct(r['test_mean'], r['test_std']), r.get('date', ''), r.get('commit', '')))
     return lines
 
