@@ -68,7 +68,7 @@ def plot_curve(records, path: str) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 6))
     for run, method in sorted({(report.run_of(r), r['method']) for r in records}):
         rows = sorted((r for r in records if r['method'] == method and report.run_of(r) == run),
                       key=lambda r: r['tokens_seen'])
@@ -87,9 +87,11 @@ def plot_curve(records, path: str) -> str:
                   ls='--', marker='.', color=shade, label='held-out %s acc (%s)' % ('MLM' if mlm else 'LM', run))
     twin.set_ylabel('held-out pretraining accuracy (%), dashed')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc='upper left')
-    twin.legend(fontsize=7, loc='lower right')
-    fig.tight_layout()
+    # one legend under the axes: inside, it hid points wherever it went
+    handles, labels = [sum(pair, []) for pair in zip(ax.get_legend_handles_labels(),
+                                                     twin.get_legend_handles_labels())]
+    fig.legend(handles, labels, fontsize=7, ncol=2, loc='lower center', frameon=False)
+    fig.tight_layout(rect=(0, 0.02 + 0.03 * ((len(labels) + 1) // 2), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return os.path.relpath(path, os.path.dirname(report.MARKDOWN))
