@@ -152,12 +152,24 @@ def _lr_note(lr, candidates: str) -> str:
     return ', fine-tune %g chosen on seed 0 by valid accuracy among %s' % (lr, candidates)
 
 
+def _recorded_lr(section: str):
+    """The fine-tune rate (and its candidates) of a fine-tune row already in the section, so
+    that a part run without fine-tuning does not drop it from the section's notes."""
+    for r in report.load()['sections'].get(section, {}).get('records', []):
+        if is_finetune(r['method']) and r.get('lr'):
+            return r['lr'], r.get('lr_candidates', '')
+    return None, ''
+
+
 def notes(section: str, protocol: Protocol, lr, args) -> str:
+    candidates = args.lr_candidates
+    if not lr:
+        lr, candidates = _recorded_lr(section)
     text = ('Protocol: %s; batch 32, maxlen 128 (v2: m + 120), the library\'s default learning '
             'rates (P-tuning 6e-4, v2 5e-3)%s. The best epoch is chosen on the first %s valid texts, '
             'then scored on all of valid and test; "steps to best" is the mean over seeds of the '
             'training steps at the best epoch. Runs go to %d single-thread worker processes.'
-            % (protocol.name(), _lr_note(lr, args.lr_candidates), protocol.select_limit or 'all', args.workers))
+            % (protocol.name(), _lr_note(lr, candidates), protocol.select_limit or 'all', args.workers))
     if section in SECONDARY:
         text += ' Secondary section: the first %d seeds.' % args.secondary_seeds
     return text
@@ -175,6 +187,8 @@ def run_accuracy(pool: Pool, args, protocol: Protocol, sections) -> None:
         rows = collect(pool, method, dataset, frac, planned)
         for row in rows:
             row['model'] = _identity(method, args.identities)
+            if is_finetune(method):
+                row.update(lr=lr, lr_candidates=args.lr_candidates)
         extra = {}
         if section == 'fractions':
             done = [r for r in report.load()['sections'].get('fractions', {}).get('records', [])] + rows

@@ -196,6 +196,9 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     assert submitted == []
     run.main(args + ['--redo', '--methods', 'bert_ptuning'])
     assert submitted and {job.method for job in submitted} == {'bert_ptuning'}
+    # a part without fine-tuning keeps the fine-tune rate of the section's recorded row in its notes
+    notes = json.loads((tmp_path / 'results.json').read_text())['sections']['reference']['notes']
+    assert 'fine-tune 0.0001 chosen on seed 0 by valid accuracy among 1e-5,1e-4' in notes
 
 
 def test_the_notes_say_whether_the_fine_tune_rate_was_searched():
