@@ -256,7 +256,9 @@ def _exit_with_parent(parent: int, every: float = 2.0) -> None:
 class RunCache:
     """Finished runs, one JSON line each (`runs.jsonl` beside results.json), so that a
     benchmark cut off in the middle of a row resumes run by run. A run is reused only for
-    the same job, the same model weights and the same commit (the rule rows follow)."""
+    the same job, the same model weights and the same code (report.code_version, the rule
+    rows follow). The file is committed, so a part cut off by the end of a session resumes
+    in the next one."""
 
     def __init__(self, path: str):
         self.path, self.lock, self.runs = path, threading.Lock(), {}
@@ -269,7 +271,8 @@ class RunCache:
     @staticmethod
     def key(job: Job) -> str:
         weights = {kind: report.model_identity(d, kind)['fingerprint'] for kind, d in job.model_dirs}
-        return json.dumps(dict(asdict(job), model_dirs=None, weights=weights, commit=report.commit()),
+        return json.dumps(dict(asdict(job), model_dirs=None, weights=weights,
+                               code=report.code_version()),
                           sort_keys=True)
 
     def get(self, job: Job) -> Optional[dict]:

@@ -6,6 +6,7 @@ A run replaces only the rows it measured; BENCHMARKS.md is always rendered from 
 whole file and marks rows measured on a model older than the one shipped now.
 """
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -60,10 +61,33 @@ def _head() -> str:
         return ''
 
 
+# What a run's numbers depend on besides its job and its model weights. Commits that only
+# add results, README text or checkpoints keep this, so a row or run measured in one
+# session is kept by the next (a whole reference table takes longer than one session).
+CODE_FILES = ('ptuning_tf', os.path.join('benchmarks', 'accuracy.py'), 'setup.py')
+_CODE = []  # fixed on first use, like the commit
+
+
+def code_version() -> str:
+    """A digest of the code that produces the numbers, read from disk (uncommitted edits count)."""
+    if not _CODE:
+        root, digest = os.path.dirname(HERE), hashlib.sha1()
+        for entry in CODE_FILES:
+            path = os.path.join(root, entry)
+            files = ([os.path.join(d, f) for d, _, names in os.walk(path) for f in names if f.endswith('.py')]
+                     if os.path.isdir(path) else [path])
+            for f in sorted(files):
+                digest.update(os.path.relpath(f, root).encode() + b'\0')
+                with open(f, 'rb') as fh:
+                    digest.update(fh.read() + b'\0')
+        _CODE.append(digest.hexdigest()[:12])
+    return _CODE[0]
+
+
 def provenance() -> dict:
-    """command, date, machine and commit of what is being recorded now."""
+    """command, date, machine, commit and code version of what is being recorded now."""
     return dict(command='python ' + ' '.join(sys.argv), date=datetime.date.today().isoformat(),
-                machine=machine(), commit=commit())
+                machine=machine(), commit=commit(), code=code_version())
 
 
 def model_identity(model_dir: Optional[str], kind: str) -> dict:
@@ -127,10 +151,11 @@ def update(section: str, records: List[dict], seconds: float = 0.0, extra: dict 
 
 
 def measured(section: str, row: dict) -> Optional[dict]:
-    """The recorded row with this row's key, seeds and commit (what a resumed run keeps)."""
-    now = commit()
+    """The recorded row with this row's key and seeds, measured by the same code (what a
+    resumed run keeps; rows from before code versions were recorded need the same commit)."""
     for r in load()['sections'].get(section, {}).get('records', []):
-        if _key(r) == _key(row) and r.get('seeds') == row.get('seeds') and r.get('commit') == now:
+        same_code = r['code'] == code_version() if 'code' in r else r.get('commit') == commit()
+        if _key(r) == _key(row) and r.get('seeds') == row.get('seeds') and same_code:
             return r
     return None
 

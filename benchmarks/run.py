@@ -11,8 +11,10 @@
 Every accuracy row trains under accuracy.CONVERGED (bojone's epochs of len(train) * 50
 steps, best valid epoch, early stop after 2 epochs without improvement, at most 10).
 Each row is written to benchmarks/results.json (and BENCHMARKS.md re-rendered) as soon
-as it is measured; rows already measured at the same commit, protocol and model are
-kept, so an interrupted part resumes where it stopped (--redo measures them again).
+as it is measured; rows already measured by the same code (report.code_version), protocol
+and model are kept, and so are finished runs of an unfinished row (benchmarks/runs.jsonl,
+committed), so an interrupted part resumes where it stopped, in this session or the next
+(--redo measures them again).
 """
 import argparse
 import os
@@ -45,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument('--patience', type=int, default=CONVERGED.patience)
     p.add_argument('--select-limit', type=int, default=CONVERGED.select_limit,
                    help='choose the best epoch on the first N valid texts; 0: all of valid')
-    p.add_argument('--redo', action='store_true', help='measure rows again even if recorded at this commit')
+    p.add_argument('--redo', action='store_true', help='measure rows again even if recorded by this code')
     p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1),
                    help='training runs in parallel, one thread each')
     p.add_argument('--bert-dir', help='masked LM for the MLM-template rows (default: the shipped one)')

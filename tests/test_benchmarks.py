@@ -88,12 +88,12 @@ def test_rows_accumulate_with_their_own_provenance_and_replace_only_their_key(re
     records = report.load()['sections']['reference']['records']
     assert [(r['method'], r['test_mean'], r['command']) for r in records] == [
         ('a', 0.5, 'python benchmarks/run.py --methods a,b'), ('b', 0.9, 'python benchmarks/run.py --methods b')]
-    assert all(r['commit'] == report.commit() and r['machine'] for r in records)
+    assert all(r['commit'] == report.commit() and r['code'] == report.code_version() and r['machine'] for r in records)
     markdown = open(report.MARKDOWN, encoding='utf-8').read()
     assert '`python benchmarks/run.py --methods a,b`' in markdown
 
 
-def test_a_resumed_run_keeps_rows_measured_at_this_commit(report):
+def test_a_resumed_run_keeps_rows_measured_by_this_code(report, monkeypatch):
     row = _row('a')
     assert report.measured('reference', row) is None
     report.add_rows('reference', [row])
@@ -102,10 +102,35 @@ def test_a_resumed_run_keeps_rows_measured_at_this_commit(report):
     other = dict(row, model={'mlm': {'dir': 'm', 'fingerprint': 'f2', 'step': 2}})
     assert report.measured('reference', other) is None  # another model
     data = report.load()
-    data['sections']['reference']['records'][0]['commit'] = 'abc1234'  # measured at another commit
-    assert report.commit() == report._head()  # this run's commit: the checkout's HEAD when it began
+    data['sections']['reference']['records'][0]['commit'] = 'abc1234'  # a later commit of the same code
+    report._save(data)
+    assert report.measured('reference', row)['test_mean'] == 0.5
+    monkeypatch.setattr(report, '_CODE', ['0' * 12])  # other code: measured again
+    assert report.measured('reference', row) is None
+    data['sections']['reference']['records'][0].pop('code')  # older rows: the commit decides
     report._save(data)
     assert report.measured('reference', row) is None
+
+
+def test_the_code_version_follows_the_library_files_not_the_commit(report, monkeypatch, tmp_path):
+    (tmp_path / 'ptuning_tf').mkdir()
+    (tmp_path / 'ptuning_tf' / 'a.py').write_text('x = 1\n')
+    (tmp_path / 'ptuning_tf' / 'notes.txt').write_text('not code')
+    (tmp_path / 'benchmarks').mkdir()
+    (tmp_path / 'benchmarks' / 'accuracy.py').write_text('')
+    (tmp_path / 'setup.py').write_text('')
+    monkeypatch.setattr(report, 'HERE', str(tmp_path / 'benchmarks'))
+
+    def version():
+        monkeypatch.setattr(report, '_CODE', [])
+        return report.code_version()
+
+    first = version()
+    (tmp_path / 'ptuning_tf' / 'notes.txt').write_text('changed')
+    (tmp_path / 'README.md').write_text('changed')
+    assert version() == first
+    (tmp_path / 'ptuning_tf' / 'a.py').write_text('x = 2\n')
+    assert version() != first
 
 
 def test_rows_on_an_older_snapshot_of_a_shipped_model_say_so(report, monkeypatch):
@@ -280,7 +305,7 @@ def _running(pid: int) -> bool:
 def test_a_cut_off_benchmark_keeps_its_finished_runs(report, tiny_bert_dir, tiny_roformer_dir, tmp_path,
                                                       monkeypatch):
     """A run finished before a cut is not run again by the next process, but only for the same
-    job, the same weights and the same commit."""
+    job, the same weights and the same code."""
     from dataclasses import replace
     accuracy = _import('accuracy')
     calls = []
@@ -297,6 +322,6 @@ def test_a_cut_off_benchmark_keeps_its_finished_runs(report, tiny_bert_dir, tiny
     after_cut.submit(replace(job, seed=1), fake_run)
     after_cut.submit(replace(job, model_dirs=(('mlm', tiny_roformer_dir),)), fake_run)
     assert len(calls) == 3
-    monkeypatch.setattr(report, '_COMMIT', ['0000000'])  # other code: everything runs again
+    monkeypatch.setattr(report, '_CODE', ['0' * 12])  # other code: everything runs again
     assert accuracy.Pool(1, cache=accuracy.RunCache(path)).submit(job, fake_run).result() != first
     assert len(calls) == 4
