@@ -46,6 +46,11 @@ METHODS = {
     # characters the tests' tiny vocabulary has too, so the quick benchmark runs it)
     'bert_ptuning_init': ('MLM template + P-tuning, prompts started from 这个还是…满意的。',
                           dict(kind='mlm', prompt_init='这个还是满意的。'), {}),
+    # the same at a higher rate: the small model's prompts move further from their start
+    # than a large model's (seed 0 on the 60.4M-token model: valid 79.96% at 2e-3, 77.40%
+    # at the library default 6e-4)
+    'bert_ptuning_init_lr2e-3': ('MLM template + P-tuning, prompts started from 这个还是…满意的。, lr 2e-3',
+                                 dict(kind='mlm', prompt_init='这个还是满意的。'), {'learning_rate': 2e-3}),
     # the causal template's layout on a masked LM: is the slot's place, not the model kind,
     # what separates the two templates on a small model?
     'bert_ptuning_mask_last': ('MLM template, [MASK] after the text + P-tuning (aux MLM loss)',
@@ -71,7 +76,8 @@ del _m, _head, _what
 
 # the published table's rows are the `reference` section; these are the `extra` one
 EXTRA = {m for m in METHODS if 'v2' in m or m in ('bert_ptuning_mlp', 'bert_ptuning_lstm',
-                                                     'bert_ptuning_mask_last', 'bert_ptuning_init')}
+                                                     'bert_ptuning_mask_last', 'bert_ptuning_init',
+                                                     'bert_ptuning_init_lr2e-3')}
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,7 @@ def run_once(method: str, splits: Dict[str, list], labeled: list, seed: int, pro
         select = splits['valid'][:protocol.select_limit] if protocol.select_limit else splits['valid']
         result = clf.fit(labeled, select, None, epochs=protocol.max_epochs,
                          batch_size=protocol.batch_size, patience=protocol.patience,
-                         learning_rate=lr, seed=seed, steps_per_epoch=steps, verbose=0,
+                         learning_rate=lr or train.get('learning_rate'), seed=seed, steps_per_epoch=steps, verbose=0,
                          log=lambda m: print('[%s %s seed %d] %s' % (method, dataset, seed, m), flush=True))
         epoch = result['epoch']
         valid = whole_valid_accuracy(clf, splits['valid'], len(select), result['valid_acc'])
