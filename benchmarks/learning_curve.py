@@ -65,36 +65,40 @@ def heldout_metrics(run_dir: str):
 
 
 def plot_curve(records, path: str) -> str:
+    """Two panels over pretraining tokens: test accuracy, one line a method (its points from
+    every run of the same kind joined, so a method reads as one curve); under it the held-out
+    pretraining accuracy of the snapshots that were measured."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 6))
-    for run, method in sorted({(report.run_of(r), r['method']) for r in records}):
-        rows = sorted((r for r in records if r['method'] == method and report.run_of(r) == run),
-                      key=lambda r: r['tokens_seen'])
+    fig, (ax, low) = plt.subplots(2, 1, figsize=(7, 7.5), sharex=True, height_ratios=(3, 1.3))
+    for method in sorted({r['method'] for r in records}):
+        rows = sorted((r for r in records if r['method'] == method), key=lambda r: r['tokens_seen'])
         ax.errorbar([r['tokens_seen'] / 1e6 for r in rows], [100 * r['test_mean'] for r in rows],
                     yerr=[100 * r['test_std'] for r in rows], marker='o', capsize=3,
-                    label='%s, %s' % (method, run))  # method keys: the plot font has no CJK
-    ax.set_xlabel('pretraining tokens (millions)')
+                    label='%s (%s)' % (method, '/'.join(sorted({run_of_kind(r) for r in rows}))))
     ax.set_ylabel('test accuracy (%), bojone 1% labels')
-    twin = ax.twinx()
-    for shade, run in zip(('0.15', '0.45', '0.7', '0.85'), sorted({report.run_of(r) for r in records})):
-        rows = sorted({r['step']: r for r in records if report.run_of(r) == run}.values(),
-                      key=lambda r: r['tokens_seen'])
-        mlm = rows[0]['kind'] in ('mlm', 'bert')
-        twin.plot([r['tokens_seen'] / 1e6 for r in rows],
-                  [100 * r.get('heldout_mlm_acc' if mlm else 'heldout_lm_acc', 0) for r in rows],
-                  ls='--', marker='.', color=shade, label='held-out %s acc (%s)' % ('MLM' if mlm else 'LM', run))
-    twin.set_ylabel('held-out pretraining accuracy (%), dashed')
     ax.grid(alpha=0.3)
-    # one legend under the axes: inside, it hid points wherever it went
-    handles, labels = [sum(pair, []) for pair in zip(ax.get_legend_handles_labels(),
-                                                     twin.get_legend_handles_labels())]
-    fig.legend(handles, labels, fontsize=7, ncol=2, loc='lower center', frameon=False)
-    fig.tight_layout(rect=(0, 0.02 + 0.03 * ((len(labels) + 1) // 2), 1, 1))
+    ax.legend(fontsize=7, loc='lower right')  # method keys: the plot font has no CJK
+    for kind, key, style in (('mlm', 'heldout_mlm_acc', 'o--'), ('lm', 'heldout_lm_acc', 's:')):
+        rows = sorted({r['tokens_seen']: r for r in records if run_of_kind(r) == kind}.values(),
+                      key=lambda r: r['tokens_seen'])
+        if rows:
+            low.plot([r['tokens_seen'] / 1e6 for r in rows], [100 * r.get(key, 0) for r in rows],
+                     style, color='0.35', label='held-out %s accuracy' % kind.upper())
+    low.set_xlabel('pretraining tokens (millions)')
+    low.set_ylabel('held-out acc (%)')
+    low.grid(alpha=0.3)
+    low.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return os.path.relpath(path, os.path.dirname(report.MARKDOWN))
+
+
+def run_of_kind(record: dict) -> str:
+    """'mlm' or 'lm': which of the two shipped models a learning-curve point belongs to."""
+    return 'mlm' if record['kind'] in ('mlm', 'bert') else 'lm'
 
 
 def main(argv=None):

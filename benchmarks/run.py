@@ -170,7 +170,7 @@ def notes(section: str, protocol: Protocol, lr, args) -> str:
     text = ('Protocol: %s; batch 32, maxlen 128 (v2: m + 120), the library\'s default learning '
             'rates (P-tuning 6e-4, v2 5e-3)%s. The best epoch is chosen on the first %s valid texts, '
             'then scored on all of valid and test; "steps to best" is the mean over seeds of the '
-            'training steps at the best epoch. Runs go to %d single-thread worker processes.'
+            'training steps at the best epoch. Each run is a single-thread worker process, %d at a time.'
             % (protocol.name(), _lr_note(lr, candidates), protocol.select_limit or 'all', args.workers))
     if section in SECONDARY:
         text += ' Secondary section: the first %d seeds.' % args.secondary_seeds
