@@ -145,14 +145,15 @@ def test_rows_on_an_older_snapshot_of_a_shipped_model_say_so(report, monkeypatch
 
 def test_targets_say_which_are_met_and_by_how_much_not(report):
     row = lambda m, test, protocol='random 0.01 per seed': {  # noqa: E731
-        'method': m, 'test_mean': test, 'protocol': protocol}
+        'method': m, 'test_mean': test, 'valid_mean': test, 'protocol': protocol}
     data = {'sections': {
         'reference': {'records': [row('bert_ptuning', 0.82), row('bert_ptuning', 0.10, 'first 0.01 of the file'),
                                   row('finetune', 0.80), row('pet_zero_shot', 0.79), row('gpt_ptuning', 0.70)]},
         'demo': {'records': [{'test_acc': 0.81, 'seconds': 320}]},
         'speed': {'records': [{'metric': 'train_step_ratio_ptuning_vs_finetune', 'value': 0.6, 'iqr': [0.5, 0.8]}]}}}
     lines = '\n'.join(report.targets(data))
-    assert '| MLM-template P-tuning >= 80% test (issue 13) | 82.00% | met |' in lines
+    assert '| MLM-template P-tuning >= 80% test (issue 13; `bert_ptuning`, best valid of the measured settings) ' \
+           '| 82.00% | met |' in lines
     assert '| MLM-template P-tuning >= few-shot fine-tune | +2.00 points | met |' in lines
     assert 'PET zero-shot + 5 points | +3.00 points | missed by 2.00 points |' in lines
     assert 'missed by 9.00 points (LM lower)' in lines
@@ -160,6 +161,22 @@ def test_targets_say_which_are_met_and_by_how_much_not(report):
     # the median is under 0.75, the upper quartile is not: not met
     assert '| 0.600 (IQR 0.500–0.800) | missed by 0.050 (upper quartile) |' in lines
     assert report.targets({'sections': {}}) == []
+
+
+def test_targets_take_the_setting_with_the_best_valid_score_on_the_shipped_model(report):
+    shipped = {'mlm': {'dir': 'mini', 'fingerprint': 'new', 'step': 2}}
+    old = {'mlm': {'dir': 'mini', 'fingerprint': 'old', 'step': 1}}
+    row = lambda m, valid, test, model=shipped: {  # noqa: E731
+        'method': m, 'valid_mean': valid, 'test_mean': test, 'protocol': 'random 0.01 per seed', 'model': model}
+    data = {'sections': {
+        'reference': {'records': [row('bert_ptuning', 0.75, 0.79), row('pet_zero_shot', 0.6, 0.6, old)]},
+        'extra': {'records': [row('bert_ptuning_init', 0.99, 0.99, old),  # not on the shipped model
+                              row('bert_ptuning_init_lr2e-3', 0.80, 0.78)]}}}
+    lines = '\n'.join(report.targets(data, shipped))
+    # chosen by valid (0.80 > 0.75), not by test (0.79 > 0.78); the older 0.99 does not count
+    assert '`bert_ptuning_init_lr2e-3`, best valid of the measured settings) | 78.00% | missed by 2.00 points |' in lines
+    # only an older row measures PET: used, and said
+    assert 'PET zero-shot + 5 points | +18.00 points (older model) | met |' in lines
 
 
 def test_whole_valid_accuracy_rescoring_only_the_unscored_texts(tiny_bert_dir, tiny_examples):
