@@ -81,6 +81,13 @@ def is_finetune(method: str) -> bool:
     return METHODS[method][1].get('method') == 'finetune'
 
 
+def _dirs_of(method: str, dirs: dict) -> tuple:
+    """Only the model the method runs on: a run's cache key holds the fingerprints of its
+    model_dirs, so the other kind's model must not make a cached run look new."""
+    kind = METHODS[method][1]['kind']
+    return ((kind, dirs[kind]),)
+
+
 def _identity(method: str, identities: dict) -> dict:
     kind = METHODS[method][1]['kind']
     return {kind: identities[kind]}
@@ -96,7 +103,8 @@ class Plan:
             raise SystemExit('unknown --methods %s; choose from %s'
                              % (', '.join(sorted(wanted - set(METHODS))), ', '.join(METHODS)))
         seeds = [0] if args.quick else [int(s) for s in args.seeds.split(',')]
-        self.options = dict(protocol=protocol, model_dirs=tuple(sorted(args.dirs.items())),
+        # model_dirs here are the fine-tune rate search's; each row sets its method's own
+        self.options = dict(protocol=protocol, model_dirs=_dirs_of('finetune', args.dirs),
                             eval_limit=args.eval_limit or (200 if args.quick else None))
         for section in sections:
             row_seeds = seeds[:args.secondary_seeds] if section in SECONDARY else seeds
@@ -104,7 +112,8 @@ class Plan:
                 if wanted and method not in wanted:
                     continue
                 planned = []
-                options = dict(self.options, k=CATEGORIES_K if section == 'categories' else None)
+                options = dict(self.options, k=CATEGORIES_K if section == 'categories' else None,
+                               model_dirs=_dirs_of(method, args.dirs))
                 for name, s, jobs in row_jobs(method, dataset, frac, row_seeds, section == 'reference',
                                               **options):
                     probe = dict(method=method, dataset=dataset, labeled_frac=frac, protocol=name,

@@ -9,7 +9,9 @@ or 不 (negative); causal-LM template: [CLS] u1..u4 text u5..u8 label-word. Only
 prompt embeddings u1..u8 learn, the model is frozen; the auxiliary loss (masked text, or
 the LM loss of the whole sequence) keeps the prompted input close to natural language.
 bojone's schedule: 1% labels, batch 32, Adam 6e-4, epochs of `len(train) * 50` steps
-(capped here to keep the offline demo short), the best valid epoch kept.
+(capped here to keep the offline demo short), the best valid epoch kept; the test set is
+scored once, for that epoch. On the shipped mini masked LM the rate is 2e-3: a small
+model's prompts have further to move (BENCHMARKS.md, README_zh.md section 8).
 On the masked LM the prompt rows start from the characters of 这个还是满意的。, so the
 template first reads as a sentence (这个还是[MASK]满意的。text) that the model already
 understands; `--prompt-init ''` starts from the checkpoint's own [unused] rows instead.
@@ -20,6 +22,8 @@ from ptuning_tf import PromptClassifier, few_shot, load_dataset, save
 
 # 这个还是 u1..u4, [MASK], 满意的。 u5..u8: the prompt starts as a sentence around the slot
 INIT = {'mlm': '这个还是满意的。', 'lm': ''}
+# the shipped 4.4M-parameter models only; a user's checkpoint keeps the library's 6e-4
+MINI_LR = {'mlm': 2e-3, 'lm': None}
 SAMPLES = ['质量很好，物流也快，下次还来买', '太失望了，用了两天就坏了', '一般般吧，没有想象中好']
 
 
@@ -31,6 +35,8 @@ def main():
     p.add_argument('--prompt-init', default=None,
                    help="characters the prompt rows start from (default: 这个还是满意的。 for "
                         "the masked LM, none for the causal LM; '' for none)")
+    p.add_argument('--lr', type=float, default=None,
+                   help='learning rate (default: 2e-3 on the shipped masked LM, else the library\'s 6e-4)')
     p.add_argument('--epochs', type=int, default=3)
     p.add_argument('--steps-per-epoch', type=int, default=150)
     p.add_argument('--out', default='outputs/sentiment')
@@ -43,9 +49,13 @@ def main():
     init = args.prompt_init if args.prompt_init is not None else INIT[args.kind]
     clf = PromptClassifier.build(args.model_dir, kind=args.kind, label_words=('不', '很'),
                                  prompt_init=init)
-    best = clf.fit(labeled, data['valid'], data['test'], epochs=args.epochs, batch_size=32,
+    lr = args.lr
+    if lr is None and not args.model_dir:
+        lr = MINI_LR[args.kind]
+    best = clf.fit(labeled, data['valid'], epochs=args.epochs, batch_size=32, learning_rate=lr,
                    steps_per_epoch=args.steps_per_epoch, patience=2, log=print, verbose=2)
-    print('best epoch %d: valid %.4f, test %.4f' % (best['epoch'], best['valid_acc'], best['test_acc']))
+    test = clf.evaluate(data['test'])  # the best epoch's prompts, restored by fit
+    print('best epoch %d: valid %.4f, test %.4f' % (best['epoch'], best['valid_acc'], test))
     print('saved to %s' % save(clf, args.out))
 
     labels, probs = clf.predict(SAMPLES)

@@ -233,6 +233,10 @@ def test_lr_search_runs_first_and_the_runs_needing_no_lr_queue_behind_it(tmp_pat
     assert [job.lr for job in submitted[first:first + 2]] == [1e-5, 1e-4]
     assert {job.lr for job in submitted[first + 2:]} == {1e-4}  # the best valid score (fake: the lr)
     assert {job.protocol.patience for job in submitted} == {3}
+    # a run carries only its own kind's model: shipping a new LM keeps the MLM rows' cached runs
+    assert {job.model_dirs[0][0] for job in submitted if job.method == 'gpt_ptuning'} == {'lm'}
+    assert all(len(job.model_dirs) == 1 and job.model_dirs[0][0] == run.METHODS[job.method][1]['kind']
+               for job in submitted)
     submitted.clear()
     run.main(args)  # everything measured at this commit: nothing runs again
     assert submitted == []
