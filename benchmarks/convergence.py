@@ -48,34 +48,44 @@ def curve_points(job: CurveJob) -> Dict:
 
 
 def run_convergence(pool, args, steps: int, every: int) -> None:
-    from run import finetune_lr
-    options = dict(protocol=None, model_dirs=tuple(sorted(args.dirs.items())),
-                   eval_limit=args.eval_limit or (200 if args.quick else None))
-    lr = finetune_lr(pool, args, dict(options, protocol=_protocol(args)))
-    jobs = {m: CurveJob(m, steps, every, options['model_dirs'], lr if m == 'finetune' else None,
-                        options['eval_limit']) for m in CURVE_METHODS}
+    """Run the curves `--methods` asks for (default: all four); each finished curve is kept in
+    runs.jsonl and is its own row, so the section runs in parts and the PNG grows with them."""
+    from run import _dirs_of, _identity, finetune_lr
+    wanted = [m for m in CURVE_METHODS if not args.methods or m in args.methods.split(',')]
+    eval_limit = args.eval_limit or (200 if args.quick else None)
+    lr = None
+    if 'finetune' in wanted:
+        lr = finetune_lr(pool, args, dict(protocol=_protocol(args), model_dirs=_dirs_of('finetune', args.dirs),
+                                          eval_limit=eval_limit))
+    jobs = {m: CurveJob(m, steps, every, _dirs_of(m, args.dirs), lr if m == 'finetune' else None, eval_limit)
+            for m in wanted}
     for job in jobs.values():
         pool.submit(job, curve_points)
-    rows = []
-    for method, job in jobs.items():
-        kind = METHODS[method][1]['kind']
-        rows.append(dict(method=method, description=METHODS[method][0], dataset='bojone',
-                         labeled_frac=0.01, protocol='first 0.01 of the file, seed 0', seeds=[0],
-                         model={kind: args.identities[kind]}, steps=steps, every=every,
-                         lr=job.lr, **pool.submit(job, curve_points).result()))
+    for method, job in jobs.items():  # each row written as soon as its curve is done
+        row = dict(method=method, description=METHODS[method][0], dataset='bojone', labeled_frac=0.01,
+                   protocol='first 0.01 of the file, seed 0', seeds=[0], model=_identity(method, args.identities),
+                   steps=steps, every=every, lr=job.lr, **pool.submit(job, curve_points).result())
+        report.add_rows('convergence', [row], notes=(
+            'Each method trains %d steps from the same start (seed 0, the first 1%% of bojone\'s '
+            'train file), all of valid (dashed) and test (solid) scored every %d steps; library '
+            'default learning rates, fine-tune at the rate the reference table\'s search chose. '
+            'The converged protocol of the tables stops a run 2 epochs (600 steps) after its best '
+            'valid score.' % (steps, every)))
+        report.add_rows('convergence', [], plot=_plot(args.identities))  # redrawn with the new curve
+
+
+def _plot(identities) -> str:
+    """The PNG of every recorded curve measured on the models in use now."""
+    records = [r for r in report.load()['sections']['convergence']['records']
+               if all(identities.get(k, {}).get('fingerprint') == v.get('fingerprint') for k, v in r['model'].items())]
     series = {}
-    for r in rows:
+    for r in records:
         for split in ('valid', 'test'):
             series['%s (%s)' % (r['method'], split)] = [(p['step'], 100 * p['%s_acc' % split], None)
                                                       for p in r['points']]
-    plot = report.plot_lines(series, os.path.join(os.path.dirname(report.RESULTS), 'convergence.png'),
+    return report.plot_lines(series, os.path.join(os.path.dirname(report.RESULTS), 'convergence.png'),
                              'training steps (batch 32)', 'accuracy (%), all of valid / test',
                              'bojone 1%, shipped mini models, seed 0')
-    report.update('convergence', rows, extra={'plot': plot, 'notes': (
-        'Each method trains %d steps from the same start (seed 0, the first 1%% of bojone\'s '
-        'train file), all of valid (dashed) and test (solid) scored every %d steps; library '
-        'default learning rates, fine-tune %s. The converged protocol of the tables stops a run '
-        '2 epochs (600 steps) after its best valid score.' % (steps, every, lr))})
 
 
 def _protocol(args):

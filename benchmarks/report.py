@@ -250,15 +250,16 @@ def _demo_table(records, shipped) -> List[str]:
     return lines
 
 
-def _convergence_table(records) -> List[str]:
-    lines = ['| method | best valid % (step) | test % there | last step | test % at last step |',
-             '|---|---|---|---|---|']
+def _convergence_table(records, shipped) -> List[str]:
+    lines = ['| method | learning rate | best valid % (step) | test % there | last step | test % at last step | model |',
+             '|---|---|---|---|---|---|---|']
     for r in records:
         best = max(r['points'], key=lambda p: p['valid_acc'])
         last = r['points'][-1]
-        lines.append('| %s | %s (%d) | %s | %d | %s |' % (
-            r.get('description', r['method']), _pct(best['valid_acc']), best['step'],
-            _pct(best['test_acc']), last['step'], _pct(last['test_acc'])))
+        lines.append('| %s | %s | %s (%d) | %s | %d | %s | %s |' % (
+            r.get('description', r['method']), '%g' % r['lr'] if r.get('lr') else 'default',
+            _pct(best['valid_acc']), best['step'], _pct(best['test_acc']), last['step'],
+            _pct(last['test_acc']), _model_cell(r, shipped)))
     return lines
 
 
@@ -291,7 +292,7 @@ def render(data: dict) -> None:
         elif section == 'demo':
             out += _demo_table(records, shipped)
         elif section == 'convergence':
-            out += _convergence_table(records)
+            out += _convergence_table(records, shipped)
         else:
             out += _accuracy_table(records, shipped)
         out += _commands(records)

@@ -346,3 +346,27 @@ def test_a_cut_off_benchmark_keeps_its_finished_runs(report, tiny_bert_dir, tiny
     monkeypatch.setattr(report, '_CODE', ['0' * 12])  # other code: everything runs again
     assert accuracy.Pool(1, cache=accuracy.RunCache(path)).submit(job, fake_run).result() != first
     assert len(calls) == 4
+
+
+def test_convergence_curves_run_in_parts_and_accumulate(tiny_bert_dir, tiny_gpt_dir, tmp_path):
+    """`--only convergence --methods X` runs one curve; a later part adds its own row beside it,
+    and the PNG is redrawn from every curve on the models in use."""
+    _need_shared()
+    run = _import('run')
+    common = ['--quick', '--only', 'convergence', '--eval-limit', '24', '--bert-dir', tiny_bert_dir,
+              '--gpt-dir', tiny_gpt_dir, '--output-dir', str(tmp_path)]
+
+    def curves():
+        records = json.load(open(str(tmp_path / 'results.json'), encoding='utf-8'))['sections']['convergence']
+        return {r['method']: r for r in records['records']}
+
+    run.main(common + ['--methods', 'gpt_ptuning'])
+    first = curves()
+    assert set(first) == {'gpt_ptuning'} and set(first['gpt_ptuning']['model']) == {'lm'}
+    run.main(common + ['--methods', 'bert_ptuning'])
+    both = curves()
+    assert set(both) == {'gpt_ptuning', 'bert_ptuning'}
+    assert both['gpt_ptuning']['points'] == first['gpt_ptuning']['points']  # kept, not redone
+    assert set(both['bert_ptuning']['model']) == {'mlm'}
+    assert os.path.exists(str(tmp_path / 'convergence.png'))
+    assert 'bert_ptuning' in open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
