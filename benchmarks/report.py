@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from typing import Callable, Dict, List, Optional
@@ -309,13 +310,17 @@ def plot_lines(series: Dict[str, List[tuple]], path: str, xlabel: str, ylabel: s
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = {}  # 'm (valid)' and 'm (test)' share m's colour, told apart by the dash
     for label, points in series.items():
         xs, ys, errs = zip(*points)
         style = '--' if label.endswith('(valid)') else '-'
+        base = re.sub(r' \((valid|test)\)$', '', label)
+        colour = colours.setdefault(base, 'C%d' % (len(colours) % 10))
         if any(e is not None for e in errs):
-            ax.errorbar(xs, ys, yerr=[e or 0 for e in errs], marker='o', capsize=3, ls=style, label=label)
+            ax.errorbar(xs, ys, yerr=[e or 0 for e in errs], marker='o', capsize=3, ls=style, label=label,
+                        color=colour)
         else:
-            ax.plot(xs, ys, marker='.', ls=style, label=label)
+            ax.plot(xs, ys, marker='.', ls=style, label=label, color=colour)
     if log_x:
         ax.set_xscale('log')
     ax.set_xlabel(xlabel)
