@@ -240,8 +240,11 @@ def main(argv=None):
                                           parallel_delay=20 if args.quick else 40))
     if 'demo' in sections:
         from demo import run_demo
-        quick = ['--model-dir', args.bert_dir, '--epochs', '1', '--steps-per-epoch', '2'] if args.quick else []
-        report.add_rows('demo', [run_demo(args.identities, [a for a in quick if a])])
+        rows = []
+        for kind in ('mlm', 'lm'):  # the README demo, then its --kind lm line
+            quick = ['--model-dir', args.dirs[kind], '--epochs', '1', '--steps-per-epoch', '2'] if args.quick else []
+            rows.append(run_demo(args.identities, [a for a in quick if a], kind))
+        report.add_rows('demo', rows)
 
 
 if __name__ == '__main__':

@@ -69,7 +69,7 @@ def targets(data: dict, shipped: Optional[Dict[str, dict]] = None) -> List[str]:
         d = 100 * (best['test_mean'] - ft['test_mean'])
         check('P-tuning v2 (best valid: %s) >= few-shot fine-tune' % best['method'], '%+.2f points' % d,
               d >= 0, '%.2f points' % -d, best, ft)
-    d = _record(data, 'demo', shipped)
+    d = _record(data, 'demo', shipped, method='demo')  # the README's command, not its --kind lm line
     if d:
         ok = d['test_acc'] >= 0.8 and d['seconds'] < 300
         check('README demo >= 80% test and under 5 min (issue 13)',

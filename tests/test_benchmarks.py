@@ -66,8 +66,10 @@ def test_quick_benchmark_produces_every_row_of_every_section(tiny_bert_dir, tiny
         assert metric in metrics
     ratio = metrics['train_step_ratio_ptuning_vs_finetune']
     assert ratio['iqr'][0] <= ratio['value'] <= ratio['iqr'][1]
-    demo = results['demo']['records'][0]
-    assert 0 <= demo['test_acc'] <= 1 and demo['seconds'] > 0 and demo['best_epoch'] == 1
+    demos = {r['method']: r for r in results['demo']['records']}
+    assert set(demos) == {'demo', 'demo_lm'} and '--kind lm' in demos['demo_lm']['demo_command']
+    for demo in demos.values():
+        assert 0 <= demo['test_acc'] <= 1 and demo['seconds'] > 0 and demo['best_epoch'] == 1
     markdown = open(str(tmp_path / 'BENCHMARKS.md'), encoding='utf-8').read()
     assert 'MLM template + P-tuning' in markdown and '## Targets' in markdown
     for png in ('fractions.png', 'convergence.png'):
@@ -149,7 +151,8 @@ def test_targets_say_which_are_met_and_by_how_much_not(report):
     data = {'sections': {
         'reference': {'records': [row('bert_ptuning', 0.82), row('bert_ptuning', 0.10, 'first 0.01 of the file'),
                                   row('finetune', 0.80), row('pet_zero_shot', 0.79), row('gpt_ptuning', 0.70)]},
-        'demo': {'records': [{'test_acc': 0.81, 'seconds': 320}]},
+        'demo': {'records': [{'method': 'demo', 'test_acc': 0.81, 'seconds': 320},
+                             {'method': 'demo_lm', 'test_acc': 0.95, 'seconds': 100}]},
         'speed': {'records': [{'metric': 'train_step_ratio_ptuning_vs_finetune', 'value': 0.6, 'iqr': [0.5, 0.8]}]}}}
     lines = '\n'.join(report.targets(data))
     assert '| MLM-template P-tuning >= 80% test (issue 13; `bert_ptuning`, best valid of the measured settings) ' \
