@@ -321,8 +321,12 @@ def plot_lines(series: Dict[str, List[tuple]], path: str, xlabel: str, ylabel: s
                         color=colour)
         else:
             ax.plot(xs, ys, marker='.', ls=style, label=label, color=colour)
-    if log_x:
+    if log_x:  # ticks at the measured fractions, printed as plain numbers rather than 5x10^-1
+        from matplotlib import ticker
         ax.set_xscale('log')
+        ax.xaxis.set_major_locator(ticker.FixedLocator(sorted({p[0] for ps in series.values() for p in ps})))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: '%g' % v))
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
