@@ -2,8 +2,9 @@
 
 A target counts the rows measured on the models shipped now; one that only rows on an
 older snapshot measure is still shown, and says so. Where several settings of one method
-were measured (MLM-template P-tuning's prompt start and rate), the one with the best mean
-valid accuracy counts, as a hyper-parameter is chosen: never the best test score.
+were measured (MLM-template P-tuning's prompt start, rate, prompt encoder and [MASK]
+position), the one with the best mean valid accuracy counts, as a hyper-parameter is chosen:
+never the best test score.
 """
 from typing import Dict, List, Optional
 
@@ -26,7 +27,12 @@ def _record(data: dict, section: str, shipped: Optional[Dict[str, dict]] = None,
     return (current or found or [None])[-1]
 
 
-BERT_PTUNING_SETTINGS = ('bert_ptuning', 'bert_ptuning_init', 'bert_ptuning_init_lr2e-3')
+# Every option of the P-tuning method with the MLM template. The prompt encoders count (the
+# P-tuning paper's own prompts go through an LSTM + MLP; the library offers the encoder as
+# an option of the one method), decided on 2026-12-07 before the LSTM encoder's second
+# seed was run. P-tuning v2 (prompts in every layer) is another method and has its own row.
+BERT_PTUNING_SETTINGS = ('bert_ptuning', 'bert_ptuning_init', 'bert_ptuning_init_lr2e-3',
+                         'bert_ptuning_mlp', 'bert_ptuning_lstm', 'bert_ptuning_mask_last')
 
 
 def targets(data: dict, shipped: Optional[Dict[str, dict]] = None) -> List[str]:
@@ -41,15 +47,16 @@ def targets(data: dict, shipped: Optional[Dict[str, dict]] = None) -> List[str]:
             measured += ' (older model)'
         rows.append('| %s | %s | %s |' % (what, measured, 'met' if ok else 'missed by %s' % gap))
     ft, pet, gpt = ref('finetune'), ref('pet_zero_shot'), ref('gpt_ptuning')
-    # the MLM-template P-tuning settings (library defaults, word-initialised prompts, higher
-    # rate) compete as hyper-parameters do: the one with the best mean valid accuracy counts
+    # the MLM-template P-tuning settings compete as hyper-parameters do: the one with the
+    # best mean valid accuracy counts; its seed count is shown, as the settings differ in it
     settings = [r for r in map(ref, BERT_PTUNING_SETTINGS) if r]
     settings = [r for r in settings if not _on_older_model(r, shipped or {})] or settings
     bert = max(settings, key=lambda r: r['valid_mean'], default=None)
     if bert:
         t = 100 * bert['test_mean']
-        check('MLM-template P-tuning >= 80%% test (issue 13; `%s`, best valid of the measured settings)'
-              % bert['method'], '%.2f%%' % t, t >= 80, '%.2f points' % (80 - t), bert)
+        seeds = ', %d seeds' % len(bert['seeds']) if bert.get('seeds') else ''
+        check('MLM-template P-tuning >= 80%% test (issue 13; `%s`%s, best valid of the measured settings)'
+              % (bert['method'], seeds), '%.2f%%' % t, t >= 80, '%.2f points' % (80 - t), bert)
     if bert and pet:
         d = 100 * (bert['test_mean'] - pet['test_mean'])
         check('MLM-template P-tuning >= PET zero-shot + 5 points', '%+.2f points' % d, d >= 5,
